@@ -1,0 +1,93 @@
+"""``outroute demo``: the local stack, with outroute's topics, until Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from rich.console import Console
+from rich.table import Table
+
+from schemas import redact_url
+
+from .admin import create_topics
+from .localstack import LocalStack
+from .settings import WorkerSettings
+
+__all__ = ["run_demo"]
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``stop`` instead of raising, so shutdown runs in order."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_demo(
+    console: Console,
+    *,
+    broker_port: int | None = None,
+    redis_url: str | None = None,
+    partitions: int = 4,
+    duration: float | None = None,
+) -> int:
+    env = WorkerSettings.from_env()
+    stop = threading.Event()
+    with _stop_on_signals(stop):
+        console.print("starting the embedded broker and Redis ...")
+        stack = LocalStack(
+            broker_port=broker_port, redis_url=redis_url or env.redis_url.get_secret_value()
+        )
+        with stack:
+            settings = WorkerSettings.from_env(
+                bootstrap_servers=stack.bootstrap_servers,
+                redis_url=stack.redis_url,
+                partitions=partitions,
+            )
+            statuses = create_topics(settings)
+
+            table = Table("service", "address", "pid", "notes", title="outroute local stack")
+            table.add_row(
+                "Kafka broker (Tansu, in memory)",
+                stack.bootstrap_servers,
+                str(stack.broker.pid),
+                "topics vanish when it stops",
+            )
+            redis = stack.redis
+            table.add_row(
+                "Redis",
+                redact_url(stack.redis_url),
+                str(redis.pid) if redis and redis.pid else "-",
+                "started here" if redis and redis.started_here else "already running",
+            )
+            for status in statuses:
+                table.add_row(
+                    "topic",
+                    status.name,
+                    "",
+                    f"{status.partitions} partitions, key {status.spec.key}",
+                )
+            console.print(table)
+            console.print(
+                "Point other processes at it with:\n"
+                f"  export OUTROUTE_BOOTSTRAP_SERVERS={stack.bootstrap_servers}\n"
+                f"  export OUTROUTE_REDIS_URL={redact_url(stack.redis_url)}"
+            )
+            until = "" if duration is None else f" (or {duration:g} s)"
+            console.print(f"local stack ready; press Ctrl-C to stop{until}", highlight=False)
+            stop.wait(duration)
+            console.print("stopping ...")
+    console.print("stopped cleanly")
+    return 0
