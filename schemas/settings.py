@@ -56,6 +56,7 @@ class OutrouteSettings(BaseSettings):
         frozen=True,
         extra="forbid",
         validate_default=True,
+        hide_input_in_errors=True,  # inputs may be secrets
     )
 
     bootstrap_servers: str = Field(

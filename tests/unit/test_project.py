@@ -1,0 +1,125 @@
+"""The project's promises to a newcomer: README commands, CLI help, public names, compose file."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import producer_sdk
+import schemas
+import stream_workers
+from schemas import DecisionEvent, OutcomeEvent
+from stream_workers.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_targets() -> set[str]:
+    text = (ROOT / "Makefile").read_text()
+    return set(re.findall(r"^([A-Za-z][\w-]*):", text, flags=re.MULTILINE))
+
+
+def test_readme_names_exactly_the_two_make_commands_and_they_exist() -> None:
+    readme = (ROOT / "README.md").read_text()
+    named = re.findall(r"^make (\S+)", readme, flags=re.MULTILINE)
+    assert named == ["demo", "test"]
+    assert {"demo", "test"} <= make_targets()
+
+
+def test_make_targets_do_what_the_readme_says() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    demo = re.search(r"^demo:.*\n((?:\t.*\n)+)", makefile, flags=re.MULTILINE)
+    test = re.search(r"^test:.*\n((?:\t.*\n)+)", makefile, flags=re.MULTILINE)
+    assert demo
+    assert "outroute demo" in demo.group(1)
+    assert test
+    for step in ("ruff check", "ruff format --check", "mypy", "pytest"):
+        assert step in test.group(1)
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def _assert_all_is_sorted_and_real(module: Any) -> None:
+    names = module.__all__
+    assert list(names) == sorted(names, key=lambda n: (not n.isupper(), n))
+    for name in names:
+        assert hasattr(module, name), f"{module.__name__}.{name} is exported but missing"
+
+
+@pytest.mark.parametrize("module", [schemas, stream_workers, producer_sdk])
+def test_public_names(module: Any) -> None:
+    _assert_all_is_sorted_and_real(module)
+
+
+COMMANDS = [[], ["demo"], ["topics"], ["topics", "create"], ["topics", "describe"], ["schemas"]]
+COMMANDS += [["schemas", "export"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "outroute")
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    assert "usage: outroute" in capsys.readouterr().out
+
+
+def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["frobnicate"])
+    assert info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_bad_setting_is_one_line_and_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OUTROUTE_PARTITIONS", "many")
+    assert main(["topics", "describe"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("outroute: error: invalid settings: partitions:")
+
+
+def test_schemas_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schemas", "export", str(tmp_path / "out"), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    files = sorted(Path(line["schema"]).name for line in lines)
+    assert files == [
+        "DecisionEvent.schema.json",
+        "DegradationAlert.schema.json",
+        "OutcomeEvent.schema.json",
+        "PolicySnapshot.schema.json",
+    ]
+    for model in (DecisionEvent, OutcomeEvent):
+        schema = json.loads((tmp_path / "out" / f"{model.__name__}.schema.json").read_text())
+        assert schema["$schema"].endswith("2020-12/schema")
+        assert schema["additionalProperties"] is False
+        assert set(schema["properties"]) == set(model.model_fields)
+    decision = json.loads((tmp_path / "out" / "DecisionEvent.schema.json").read_text())
+    trace = decision["properties"]["trace_id"]
+    assert (trace["minLength"], trace["maxLength"]) == (1, 128)
+    assert trace["pattern"] == schemas._types.IDENTIFIER_PATTERN
+    assert set(decision["required"]) >= {"event_id", "trace_id", "goal", "path", "decided_at"}
+
+
+def test_compose_services_run_real_commands_with_real_settings() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    settings_vars = {
+        f"OUTROUTE_{name.upper()}" for name in stream_workers.WorkerSettings.model_fields
+    }
+    parser = build_parser()
+    outroute_services = 0
+    for name, service in compose["services"].items():
+        env = service.get("environment", {})
+        for var in env:
+            if var.startswith("OUTROUTE_"):
+                assert var in settings_vars, f"{name}: {var} is not a setting"
+        if service.get("build") or str(service.get("image", "")).startswith("outroute"):
+            outroute_services += 1
+            args = parser.parse_args(service["command"])  # exits on an unknown command
+            assert callable(args.func)
+    assert outroute_services >= 1
