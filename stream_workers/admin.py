@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -116,9 +117,8 @@ def create_topics(settings: WorkerSettings, *, timeout: float = 30.0) -> list[To
     """
     topics = settings.topics()
     admin = _admin(settings)
-    existing = _partition_counts(
-        admin, [t.name for t in topics], timeout, settings.bootstrap_servers
-    )
+    where = settings.bootstrap_servers
+    existing = _partition_counts(admin, [t.name for t in topics], timeout, where)
     to_create = [t for t in topics if existing[t.name] is None]
     created: set[str] = set()
     if to_create:
@@ -143,7 +143,13 @@ def create_topics(settings: WorkerSettings, *, timeout: float = 30.0) -> list[To
                 if isinstance(error, KafkaError) and error.code() == _TOPIC_ALREADY_EXISTS:
                     continue  # created concurrently by another process: fine
                 raise TopicLayoutError(f"could not create topic {name}: {_reason(exc)}") from exc
-    counts = _partition_counts(admin, [t.name for t in topics], timeout, settings.bootstrap_servers)
+    # A new topic can take a moment to appear in the metadata of every broker.
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = _partition_counts(admin, [t.name for t in topics], timeout, where)
+        if all(counts[name] is not None for name in created) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     check_copartitioned(counts, topics)
     return [
         TopicStatus(spec, counts[spec.name], "created" if spec.name in created else "exists")

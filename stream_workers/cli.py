@@ -49,6 +49,13 @@ def _add_connection_flags(parser: argparse.ArgumentParser, *, creating: bool = F
     group = parser.add_argument_group("connection (default: OUTROUTE_* environment)")
     group.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="Kafka bootstrap servers")
     group.add_argument("--topic-prefix", metavar="PREFIX", help="prefix of the topic names")
+    group.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up on an unreachable broker after this long (default 10)",
+    )
     if creating:
         group.add_argument(
             "--partitions",
@@ -75,14 +82,14 @@ def _print_topics(statuses: list[TopicStatus], as_json: bool, console: Console) 
 
 
 def _cmd_topics_create(args: argparse.Namespace, console: Console) -> int:
-    statuses = create_topics(_settings(args))
+    statuses = create_topics(_settings(args), timeout=args.timeout)
     _print_topics(statuses, args.json, console)
     return 0
 
 
 def _cmd_topics_describe(args: argparse.Namespace, console: Console) -> int:
     settings = _settings(args)
-    statuses = describe_topics(settings)
+    statuses = describe_topics(settings, timeout=args.timeout)
     _print_topics(statuses, args.json, console)
     check_copartitioned({s.name: s.partitions for s in statuses}, settings.topics())
     return 0

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 import redis
-from _support import read_topic
 from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka import Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas import PARTITIONER, DecisionEvent, PathStats, PolicySnapshot, Topics
 from stream_workers import WorkerSettings
+
+from _support import read_topic
 
 HERE = Path(__file__).resolve().parent
 

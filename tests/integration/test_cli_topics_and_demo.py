@@ -1,0 +1,127 @@
+"""`outroute topics ...` and `outroute demo`, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from stream_workers import TopicLayoutError, WorkerSettings, create_topics, verify_join_topics
+from stream_workers.localstack import _port_open, free_port
+
+from _support import wait_until
+
+OUTROUTE = str(Path(sys.executable).parent / "outroute")
+
+
+def outroute(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [OUTROUTE, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_topics_create_is_idempotent(settings: WorkerSettings, prefix: str) -> None:
+    flags = ["--bootstrap-servers", settings.bootstrap_servers, "--topic-prefix", prefix]
+    first = outroute("topics", "create", *flags, "--partitions", "3", "--json")
+    assert first.returncode == 0, first.stderr
+    rows = [json.loads(line) for line in first.stdout.splitlines()]
+    assert {r["topic"]: (r["partitions"], r["status"]) for r in rows} == {
+        f"{prefix}.decisions": (3, "created"),
+        f"{prefix}.outcomes": (3, "created"),
+        f"{prefix}.path-deltas": (3, "created"),
+        f"{prefix}.alerts": (1, "created"),
+        f"{prefix}.dead-letter": (1, "created"),
+    }
+    again = outroute("topics", "create", *flags, "--partitions", "3", "--json")
+    assert again.returncode == 0, again.stderr
+    assert {json.loads(line)["status"] for line in again.stdout.splitlines()} == {"exists"}
+
+    described = outroute("topics", "describe", *flags, "--json")
+    assert described.returncode == 0, described.stderr
+    assert [json.loads(line)["partitions"] for line in described.stdout.splitlines()] == [
+        3,
+        3,
+        3,
+        1,
+        1,
+    ]
+    table = outroute("topics", "describe", *flags)
+    assert f"{prefix}.decisions" in table.stdout
+
+
+def test_worker_refuses_topics_that_are_not_copartitioned(
+    settings: WorkerSettings, prefix: str
+) -> None:
+    admin = AdminClient(settings.kafka_client_config())
+    new = [NewTopic(f"{prefix}.decisions", 4, 1), NewTopic(f"{prefix}.outcomes", 3, 1)]
+    for future in admin.create_topics(new).values():
+        future.result(10)
+    expected = f"{prefix}.decisions has 4 partitions but {prefix}.outcomes has 3"
+    with pytest.raises(TopicLayoutError, match=expected):
+        verify_join_topics(settings)
+    with pytest.raises(TopicLayoutError, match=expected):
+        create_topics(settings)
+    flags = ["--bootstrap-servers", settings.bootstrap_servers, "--topic-prefix", prefix]
+    result = outroute("topics", "describe", *flags)
+    assert result.returncode == 1
+    assert expected in result.stderr
+    assert result.stderr.startswith("outroute: error:")
+
+
+def test_missing_topics_are_reported(settings: WorkerSettings) -> None:
+    with pytest.raises(TopicLayoutError, match="do not exist; run `outroute topics create`"):
+        verify_join_topics(settings)
+
+
+def test_unreachable_broker_fails_fast_with_one_line() -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    result = outroute("topics", "describe", "--bootstrap-servers", dead, "--timeout", "1")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"outroute: error: could not read topic metadata from {dead}: "
+        "Failed to get metadata: Local: Broker transport failure\n"
+    )
+
+
+def test_demo_runs_the_stack_and_stops_cleanly_on_ctrl_c(redis_url: str) -> None:
+    demo = subprocess.Popen(
+        [OUTROUTE, "demo", "--partitions", "2", "--redis-url", redis_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            lines.append(line)
+            if "local stack ready" in line:
+                break
+        output = "".join(lines)
+        assert "local stack ready" in output, output
+        match = re.search(r"OUTROUTE_BOOTSTRAP_SERVERS=(\S+)", output)
+        assert match, output
+        bootstrap = match.group(1)
+        topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=5).topics
+        assert len(topics["outroute.decisions"].partitions) == 2
+        assert len(topics["outroute.outcomes"].partitions) == 2
+        assert "already running" in output  # it found the test Redis instead of starting one
+    finally:
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=30)
+    assert demo.returncode == 0, rest
+    assert "stopped cleanly" in rest
+    host, port = bootstrap.rsplit(":", 1)
+    wait_until(lambda: not _port_open(host, int(port)), timeout=5, what="the broker to stop")
+
+
+def test_demo_with_a_duration_exits_by_itself(redis_url: str) -> None:
+    result = outroute("demo", "--duration", "0.5", "--redis-url", redis_url, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "stopped cleanly" in result.stdout
