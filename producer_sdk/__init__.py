@@ -1,3 +1,37 @@
-"""What services embed to route requests by outcome. The Router arrives with the SDK work."""
+"""What services embed: ``Router`` decides a path per request and reports how it went.
 
-__all__: list[str] = []
+from producer_sdk import Router
+
+router = Router(goal="summarize", paths=["gpt-4o", "claude-sonnet-4"])
+decision = router.decide()
+...
+decision.report(success=True, latency_ms=840)
+"""
+
+from .cache import SnapshotSource
+from .decision import Decision
+from .emitter import EmitterStats, EventSink
+from .errors import NoCurrentDecision, ProviderError, RouterError
+from .options import CacheOptions, EmitterOptions, Provider
+from .policy import PathView, PolicyView
+from .providers import Completion
+from .router import SDK_VERSION, Router, RouterStats
+
+__all__ = [
+    "SDK_VERSION",
+    "CacheOptions",
+    "Completion",
+    "Decision",
+    "EmitterOptions",
+    "EmitterStats",
+    "EventSink",
+    "NoCurrentDecision",
+    "PathView",
+    "PolicyView",
+    "Provider",
+    "ProviderError",
+    "Router",
+    "RouterError",
+    "RouterStats",
+    "SnapshotSource",
+]

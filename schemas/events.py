@@ -99,5 +99,9 @@ class OutcomeEvent(Event):
     cost_usd: NonNegativeFinite | None = None
     latency_ms: NonNegativeFinite | None = None
     failure_category: FailureCategory | None = None
+    prompt_tokens: int | None = Field(default=None, ge=0, description="Tokens sent to a model.")
+    completion_tokens: int | None = Field(
+        default=None, ge=0, description="Tokens a model generated."
+    )
     source: OutcomeSource = "sdk"
     occurred_at: UtcDatetime

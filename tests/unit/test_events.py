@@ -48,6 +48,8 @@ def outcome(**overrides: Any) -> dict[str, Any]:
         "cost_usd": 0.0021,
         "latency_ms": 812.5,
         "failure_category": None,
+        "prompt_tokens": 120,
+        "completion_tokens": 48,
         "source": "sdk",
         "occurred_at": "2026-01-02T03:04:06Z",
     }
@@ -254,7 +256,7 @@ def test_score_outside_unit_interval_rejected(score: float) -> None:
     assert_rejected(OutcomeEvent, outcome(score=score), ("score",), "should be")
 
 
-@pytest.mark.parametrize("field", ["cost_usd", "latency_ms"])
+@pytest.mark.parametrize("field", ["cost_usd", "latency_ms", "prompt_tokens", "completion_tokens"])
 def test_cost_and_latency_non_negative(field: str) -> None:
     assert_rejected(OutcomeEvent, outcome(**{field: -1}), (field,), "greater than or equal to 0")
 

@@ -77,6 +77,8 @@ outcomes = st.builds(
     cost_usd=st.none() | non_negative,
     latency_ms=st.none() | non_negative,
     failure_category=st.none() | st.sampled_from(FAILURE_CATEGORIES),
+    prompt_tokens=st.none() | st.integers(min_value=0, max_value=2**40),
+    completion_tokens=st.none() | st.integers(min_value=0, max_value=2**40),
     source=st.sampled_from(OUTCOME_SOURCES),
     occurred_at=timestamps,
 )

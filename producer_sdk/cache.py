@@ -1,0 +1,242 @@
+"""PolicyCache: a daemon thread that keeps one goal's compiled policy fresh.
+
+It GETs ``<prefix>:policy:<goal>``, subscribes to ``<prefix>:policy-updates`` (a goal name is
+published after each write) and polls as a safety net. ``decide()`` only reads
+``PolicyCache.current``, an immutable object swapped in one assignment, so deciding never waits
+for Redis. When Redis is away the last policy stays in use; errors are logged once per outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Final, Protocol
+
+import redis
+from pydantic import ValidationError
+from redis.client import PubSub
+
+from schemas import PolicySnapshot, RedisKeys
+
+from .options import CacheOptions
+from .policy import CompiledPolicy, PolicyView
+from .sampling import SamplingParams
+
+__all__ = ["PolicyCache", "RedisSnapshotSource", "SnapshotSource"]
+
+log = logging.getLogger("outroute.sdk.cache")
+
+_MAX_BACKOFF: Final = 5.0
+
+
+class SnapshotSource(Protocol):
+    """Where snapshots come from. ``fetch`` raises when the source is unavailable and returns
+    None when it answered but holds no snapshot for the goal."""
+
+    def fetch(self) -> bytes | None: ...
+
+    def wait_for_update(self, timeout: float) -> None:
+        """Return when an update may be available, or after ``timeout`` seconds."""
+
+    def close(self) -> None: ...
+
+
+class RedisSnapshotSource:
+    """Snapshots of one goal from Redis: GET for the value, SUBSCRIBE for the nudge."""
+
+    def __init__(self, url: str, keys: RedisKeys, goal: str, *, socket_timeout: float = 1.0):
+        self._url = url
+        self._key = keys.policy(goal)
+        self._channel = keys.policy_updates
+        self._goal = goal.encode()
+        self._socket_timeout = socket_timeout
+        self._client: redis.Redis | None = None
+        self._pubsub: PubSub | None = None
+
+    def _redis(self) -> redis.Redis:
+        if self._client is None:
+            self._client = redis.Redis.from_url(
+                self._url,
+                socket_connect_timeout=self._socket_timeout,
+                socket_timeout=self._socket_timeout,
+                health_check_interval=0,
+            )
+        return self._client
+
+    def fetch(self) -> bytes | None:
+        value = self._redis().get(self._key)
+        if value is None or isinstance(value, bytes):
+            return value
+        return str(value).encode()
+
+    def wait_for_update(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        try:
+            if self._pubsub is None:
+                pubsub = self._redis().pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                pubsub.subscribe(self._channel)
+                self._pubsub = pubsub
+            pubsub = self._pubsub
+            while (left := deadline - time.monotonic()) > 0:
+                message = pubsub.get_message(timeout=min(left, 1.0))
+                if message and message.get("data") == self._goal:
+                    return
+        except (redis.RedisError, OSError):
+            self._reset_pubsub()
+            raise
+
+    def _reset_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                pubsub.close()
+            except Exception:  # closing a broken connection may fail; it is gone either way
+                log.debug("closing the pub/sub connection failed", exc_info=True)
+
+    def close(self) -> None:
+        self._reset_pubsub()
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+class PolicyCache:
+    """Keeps ``current`` up to date from a :class:`SnapshotSource` in a named daemon thread."""
+
+    def __init__(
+        self,
+        goal: str,
+        paths: Sequence[str],
+        params: SamplingParams,
+        options: CacheOptions,
+        source_factory: Callable[[], SnapshotSource],
+    ) -> None:
+        self.goal = goal
+        self._paths = tuple(paths)
+        self._params = params
+        self._options = options
+        self._source_factory = source_factory
+        self.current = CompiledPolicy.never_loaded(self._paths, params.tie_margin)
+        self._lock = threading.Lock()
+        self._reset_thread_state()
+
+    def _reset_thread_state(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._first_attempt = threading.Event()
+        self._last_ok: float | None = None
+        self._errors = 0
+        self._invalid = 0
+        self._failing = False
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def start(self, wait: float | None = None) -> None:
+        """Start the thread (once) and wait up to ``wait`` (default ``init_wait``) seconds for
+        the first fetch to succeed or fail."""
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    thread = threading.Thread(
+                        target=self._run, name=f"outroute-policy-{self.goal}", daemon=True
+                    )
+                    thread.start()
+                    self._thread = thread
+        self._first_attempt.wait(self._options.init_wait if wait is None else wait)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def after_fork_in_child(self) -> None:
+        """The thread did not survive fork(); the next decide() starts a new one. The last
+        policy stays in use meanwhile."""
+        self._lock = threading.Lock()
+        self._reset_thread_state()
+
+    @property
+    def stale(self) -> bool:
+        last = self._last_ok
+        if last is None:
+            return False
+        return time.monotonic() - last > self._options.max_staleness
+
+    @property
+    def errors(self) -> int:
+        return self._errors
+
+    @property
+    def invalid_snapshots(self) -> int:
+        return self._invalid
+
+    def view(self) -> PolicyView:
+        return self.current.view(self.goal, stale=self.stale)
+
+    def refresh(self, source: SnapshotSource) -> bool:
+        """Fetch once and swap in a new policy if it changed. Raises if the source is down."""
+        raw = source.fetch()
+        self._last_ok = time.monotonic()
+        current = self.current
+        if current.loaded and raw == current.raw and time.monotonic() < current.fetched_at + 60:
+            return False  # unchanged (recompiled once a minute so path staleness stays true)
+        snapshot = None
+        if raw is not None:
+            try:
+                snapshot = PolicySnapshot.model_validate_json(raw)
+            except ValidationError as exc:
+                self._invalid += 1
+                log.error("ignoring an invalid snapshot for goal %r: %s", self.goal, exc)
+                return False
+            if snapshot.goal != self.goal:
+                self._invalid += 1
+                log.error("ignoring a snapshot of goal %r under goal %r", snapshot.goal, self.goal)
+                return False
+        self.current = CompiledPolicy.compile(
+            snapshot,
+            self._paths,
+            min_samples=self._params.min_samples,
+            tie_margin=self._params.tie_margin,
+            path_staleness=self._options.path_staleness,
+            previous=current,
+            raw=raw,
+        )
+        return True
+
+    def _run(self) -> None:
+        source: SnapshotSource | None = None
+        backoff = 0.1
+        stop = self._stop
+        while not stop.is_set():
+            try:
+                if source is None:
+                    source = self._source_factory()
+                self.refresh(source)
+                if self._failing:
+                    log.warning("policy source for goal %r is reachable again", self.goal)
+                    self._failing = False
+                backoff = 0.1
+                self._first_attempt.set()
+                source.wait_for_update(self._options.poll_interval)
+            except Exception as exc:  # Redis down, DNS, auth: keep the last policy, retry
+                self._errors += 1
+                self._first_attempt.set()
+                if not self._failing:
+                    log.warning(
+                        "cannot read the policy for goal %r (%s); using the last one, retrying",
+                        self.goal,
+                        exc,
+                    )
+                    self._failing = True
+                stop.wait(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+        if source is not None:
+            try:
+                source.close()
+            except Exception:  # the process is shutting the cache down; nothing to recover
+                log.debug("closing the snapshot source failed", exc_info=True)

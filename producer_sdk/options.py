@@ -1,0 +1,109 @@
+"""Value objects for the Router's rarer knobs: the event emitter, the policy cache, providers."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from pydantic import SecretStr
+
+__all__ = ["OPENAI_BASE_URL", "CacheOptions", "EmitterOptions", "Provider"]
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    ok = value >= 0 if allow_zero else value > 0
+    if isinstance(value, bool) or not isinstance(value, int | float) or not ok:
+        rule = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a number {rule}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class EmitterOptions:
+    """How events leave the process.
+
+    ``max_queued_events`` bounds the local buffer (librdkafka's queue): while Kafka is away,
+    events wait there and are delivered when it returns. When it is full, new events are
+    dropped and counted, unless ``block_on_full`` (seconds, opt-in) allows a bounded wait.
+    Events not delivered within ``delivery_timeout`` seconds are counted as failed.
+    """
+
+    max_queued_events: int = 100_000
+    block_on_full: float = 0.0
+    linger_ms: float = 5.0
+    compression: str = "lz4"
+    delivery_timeout: float = 300.0
+    exit_flush_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        _positive("max_queued_events", self.max_queued_events)
+        _positive("block_on_full", self.block_on_full, allow_zero=True)
+        _positive("linger_ms", self.linger_ms, allow_zero=True)
+        _positive("delivery_timeout", self.delivery_timeout)
+        _positive("exit_flush_timeout", self.exit_flush_timeout, allow_zero=True)
+        if self.compression not in ("none", "gzip", "snappy", "lz4", "zstd"):
+            raise ValueError(
+                f"compression must be none, gzip, snappy, lz4 or zstd, got {self.compression!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class CacheOptions:
+    """How the policy snapshot is kept fresh.
+
+    The first ``decide()`` waits at most ``init_wait`` seconds for a first snapshot, then falls
+    back to the first path. Updates arrive by pub/sub; ``poll_interval`` is the safety net.
+    When Redis cannot be read for ``max_staleness`` seconds the policy is reported stale (it is
+    still used). Paths with no outcome for ``path_staleness`` seconds are preferred by
+    exploration (default 7 days).
+    """
+
+    init_wait: float = 0.5
+    poll_interval: float = 1.0
+    max_staleness: float = 60.0
+    path_staleness: float = 7 * 24 * 3600.0
+
+    def __post_init__(self) -> None:
+        _positive("init_wait", self.init_wait, allow_zero=True)
+        _positive("poll_interval", self.poll_interval)
+        _positive("max_staleness", self.max_staleness)
+        _positive("path_staleness", self.path_staleness)
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """An OpenAI-compatible endpoint: ``{base_url}/chat/completions``."""
+
+    base_url: str = OPENAI_BASE_URL
+    api_key: SecretStr | str | None = field(default=None, repr=False)
+    timeout: float = 60.0
+    #: USD per 1,000 prompt and completion tokens; when set, reports carry cost_usd.
+    price_per_1k_prompt: float | None = None
+    price_per_1k_completion: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
+        _positive("timeout", self.timeout)
+        if isinstance(self.api_key, str):
+            object.__setattr__(self, "api_key", SecretStr(self.api_key))
+
+    @classmethod
+    def from_openai_env(cls) -> Provider:
+        """``OPENAI_BASE_URL`` (default api.openai.com) and ``OPENAI_API_KEY``."""
+        key = os.environ.get("OPENAI_API_KEY")
+        return cls(
+            base_url=os.environ.get("OPENAI_BASE_URL", OPENAI_BASE_URL).rstrip("/"),
+            api_key=SecretStr(key) if key else None,
+        )
+
+    def cost(self, prompt_tokens: int | None, completion_tokens: int | None) -> float | None:
+        if self.price_per_1k_prompt is None or self.price_per_1k_completion is None:
+            return None
+        if prompt_tokens is None or completion_tokens is None:
+            return None
+        return (
+            prompt_tokens * self.price_per_1k_prompt
+            + completion_tokens * self.price_per_1k_completion
+        ) / 1000.0

@@ -1,0 +1,268 @@
+"""Path selection: pure functions, no I/O, an explicit RNG.
+
+The rules (DESIGN.md, "Sampling"), in order:
+
+1. ``force_path`` given: that path (``forced``) -- handled by the Router.
+2. No policy could ever be loaded: the first path (``fallback``) -- handled by the Router.
+3. Every candidate has fewer than ``min_samples`` outcomes: uniform (``cold_start``).
+4. With probability ``exploration_rate``: a path other than the Thompson winner, preferring cold
+   or stale paths (``explore``).
+5. Otherwise theta ~ Beta(alpha, beta) per path and the largest draw wins (``exploit``).
+   Trust invariant: success rate dominates. Cost, then latency, break ties only among paths
+   whose posterior mean is within ``tie_margin`` of the best posterior mean.
+
+Drawing from a Beta distribution with ``random.betavariate`` costs about a microsecond, too
+much per path per decision. Each :class:`Arm` therefore carries its posterior's quantile
+function at ``QUANTILE_KNOTS + 1`` evenly spaced probabilities, computed once per snapshot (off
+the hot path) by integrating the density numerically; a draw is a uniform variate pushed
+through that function with linear interpolation (inverse-transform sampling).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from schemas import Reason
+
+__all__ = [
+    "QUANTILE_KNOTS",
+    "Arm",
+    "ArmSet",
+    "SamplingParams",
+    "beta_quantiles",
+    "choose",
+    "cold_arm",
+    "thompson_winner",
+]
+
+QUANTILE_KNOTS: Final = 512
+_GRID: Final = 4096
+_WINDOW_SD: Final = 12.0
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """The knobs of path selection; defaults follow the seeds (10 %, 20 outcomes, 5 points)."""
+
+    exploration_rate: float = 0.1
+    min_samples: int = 20
+    tie_margin: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.exploration_rate <= 1.0:
+            raise ValueError(f"exploration_rate must be in [0, 1], got {self.exploration_rate}")
+        if isinstance(self.min_samples, bool) or self.min_samples < 0:
+            raise ValueError(f"min_samples must be a non-negative int, got {self.min_samples}")
+        if not 0.0 <= self.tie_margin <= 1.0:
+            raise ValueError(f"tie_margin must be in [0, 1], got {self.tie_margin}")
+
+
+def _inverse_cdf(alpha: float, beta: float, probabilities: Sequence[float]) -> list[float]:
+    """Quantiles of Beta(alpha, beta) (alpha, beta >= 1) at increasing ``probabilities``."""
+    total = alpha + beta
+    mean = alpha / total
+    sd = math.sqrt(alpha * beta / (total * total * (total + 1.0)))
+    lo = max(0.0, mean - _WINDOW_SD * sd)
+    hi = min(1.0, mean + _WINDOW_SD * sd)
+    width = (hi - lo) / _GRID
+    log_norm = math.lgamma(total) - math.lgamma(alpha) - math.lgamma(beta)
+    a1, b1 = alpha - 1.0, beta - 1.0
+    log, exp = math.log, math.exp
+    # Midpoint rule: the density is evaluated strictly inside (0, 1), never at a boundary.
+    cdf = [0.0]
+    acc = 0.0
+    for i in range(_GRID):
+        x = lo + (i + 0.5) * width
+        acc += exp(log_norm + a1 * log(x) + b1 * log(1.0 - x))
+        cdf.append(acc)
+    mass = acc
+    out = []
+    cell = 0
+    for p in probabilities:
+        if p <= 0.0:
+            out.append(lo)
+            continue
+        if p >= 1.0:
+            out.append(hi)
+            continue
+        target = mass * p
+        while cell < _GRID - 1 and cdf[cell + 1] < target:
+            cell += 1
+        step = cdf[cell + 1] - cdf[cell]
+        frac = (target - cdf[cell]) / step if step > 0 else 0.0
+        out.append(lo + (cell + frac) * width)
+    return out
+
+
+_K: Final = QUANTILE_KNOTS
+_MAIN_P: Final = [k / _K for k in range(_K + 1)]
+_LOWER_P: Final = [j / (_K * _K) for j in range(_K + 1)]
+_UPPER_P: Final = [1.0 - 1.0 / _K + j / (_K * _K) for j in range(_K + 1)]
+_UNIFORM_TABLES: Final = (tuple(_MAIN_P), tuple(_LOWER_P), tuple(_UPPER_P))
+
+Tables = tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]
+
+
+def beta_quantiles(alpha: float, beta: float) -> Tables:
+    """The quantile function of Beta(alpha, beta) as three tables: at probabilities k/K, and,
+    finer, at j/K^2 within the lowest and the highest 1/K (K = QUANTILE_KNOTS)."""
+    if not (alpha > 0 and beta > 0 and math.isfinite(alpha) and math.isfinite(beta)):
+        raise ValueError(f"Beta parameters must be positive and finite, got ({alpha}, {beta})")
+    if alpha == 1.0 and beta == 1.0:
+        return _UNIFORM_TABLES
+    if alpha < 1.0 or beta < 1.0:
+        return _tables_by_sampling(alpha, beta)
+    values = _inverse_cdf(alpha, beta, sorted({*_MAIN_P, *_LOWER_P, *_UPPER_P}))
+    at = dict(zip(sorted({*_MAIN_P, *_LOWER_P, *_UPPER_P}), values, strict=True))
+    return (
+        tuple(at[p] for p in _MAIN_P),
+        tuple(at[p] for p in _LOWER_P),
+        tuple(at[p] for p in _UPPER_P),
+    )
+
+
+def _tables_by_sampling(alpha: float, beta: float) -> Tables:
+    # A density with a pole at 0 or 1 (a parameter below 1) defeats the midpoint rule. Such
+    # posteriors never come from the workers (alpha, beta >= 1); use empirical quantiles of a
+    # large deterministic sample so that a hand-written snapshot still works.
+    rng = random.Random(f"{alpha}:{beta}")
+    n = 64 * _K
+    sample = sorted(rng.betavariate(alpha, beta) for _ in range(n))
+
+    def at(p: float) -> float:
+        return sample[min(n - 1, int(p * n))]
+
+    return (
+        tuple(at(p) for p in _MAIN_P),
+        tuple(at(p) for p in _LOWER_P),
+        tuple(at(p) for p in _UPPER_P),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Arm:
+    """One candidate path as sampling sees it. Immutable; built once per snapshot."""
+
+    name: str
+    alpha: float = 1.0
+    beta: float = 1.0
+    n: int = 0
+    cold: bool = True
+    stale: bool = False
+    mean_cost: float | None = None
+    mean_latency: float | None = None
+    tables: Tables = _UNIFORM_TABLES
+
+    @property
+    def mean(self) -> float:
+        return self.alpha / (self.alpha + self.beta)
+
+    def draw(self, u: float) -> float:
+        """The posterior quantile at probability ``u`` in [0, 1): one Thompson draw."""
+        return _draw(self.tables, u)
+
+
+def _draw(tables: Tables, u: float) -> float:
+    pos = u * _K
+    i = int(pos)
+    if 0 < i < _K - 1:
+        q = tables[0]
+    else:  # the lowest or highest 1/K of probability: use the finer tail table
+        q = tables[1] if i == 0 else tables[2]
+        pos = (pos - i) * _K
+        i = int(pos)
+    lo = q[i]
+    return lo + (pos - i) * (q[i + 1] - lo)
+
+
+def cold_arm(name: str) -> Arm:
+    """A path nothing is known about: Beta(1, 1), no outcomes."""
+    return Arm(name)
+
+
+class ArmSet:
+    """Candidates compiled for fast repeated choice: everything that does not depend on the
+    random draws (tie set, cost/latency ranking, cold flags) is computed once here."""
+
+    __slots__ = ("all_cold", "arms", "count", "in_tie", "tables", "tie_rank")
+
+    def __init__(self, arms: Sequence[Arm], tie_margin: float) -> None:
+        if not arms:
+            raise ValueError("at least one arm is needed")
+        self.arms = tuple(arms)
+        self.count = len(self.arms)
+        self.tables = tuple(arm.tables for arm in self.arms)
+        self.all_cold = all(arm.cold for arm in self.arms)
+        floor = max(arm.mean for arm in self.arms) - tie_margin
+        self.in_tie = tuple(arm.mean >= floor for arm in self.arms)
+        tied = [i for i in range(self.count) if self.in_tie[i]]
+        self.tie_rank: tuple[int, ...] | None = None
+        if len(tied) > 1:
+            use_cost = all(self.arms[i].mean_cost is not None for i in tied)
+            use_latency = all(self.arms[i].mean_latency is not None for i in tied)
+            if use_cost or use_latency:
+                keys = [
+                    (
+                        (arm.mean_cost or 0.0) if use_cost else 0.0,
+                        (arm.mean_latency or 0.0) if use_latency else 0.0,
+                    )
+                    for arm in self.arms
+                ]
+                distinct = sorted(set(keys))
+                self.tie_rank = tuple(distinct.index(key) for key in keys)
+
+
+def thompson_winner(arm_set: ArmSet, rng: random.Random) -> int:
+    """Index of the Thompson winner; cost, then latency, break ties within the margin."""
+    rand = rng.random
+    k = _K
+    best_i = 0
+    best_draw = -1.0
+    draws: list[float] = []
+    append = draws.append
+    for i, tables in enumerate(arm_set.tables):
+        # Arm.draw() inlined: this loop is the cost of a decision.
+        pos = rand() * k
+        j = int(pos)
+        if 0 < j < k - 1:
+            q = tables[0]
+        else:
+            q = tables[1] if j == 0 else tables[2]
+            pos = (pos - j) * k
+            j = int(pos)
+        lo = q[j]
+        d = lo + (pos - j) * (q[j + 1] - lo)
+        append(d)
+        if d > best_draw:
+            best_draw, best_i = d, i
+    rank = arm_set.tie_rank
+    if rank is None or not arm_set.in_tie[best_i]:
+        # No tie to break, or a lucky draw of a path below the margin (Thompson exploration).
+        return best_i
+    in_tie = arm_set.in_tie
+    winner = best_i
+    for i in range(arm_set.count):
+        if in_tie[i] and (
+            rank[i] < rank[winner] or (rank[i] == rank[winner] and draws[i] > draws[winner])
+        ):
+            winner = i
+    return winner
+
+
+def choose(arm_set: ArmSet, rng: random.Random, params: SamplingParams) -> tuple[int, Reason]:
+    """Pick one arm by rules 3-5 above (the caller handles forced and fallback)."""
+    count = arm_set.count
+    if arm_set.all_cold:
+        return (rng.randrange(count) if count > 1 else 0), "cold_start"
+    if count > 1 and rng.random() < params.exploration_rate:
+        winner = thompson_winner(arm_set, rng)
+        arms = arm_set.arms
+        others = [i for i in range(count) if i != winner]
+        preferred = [i for i in others if arms[i].cold or arms[i].stale]
+        pool = preferred or others
+        return pool[rng.randrange(len(pool))], "explore"
+    return thompson_winner(arm_set, rng), "exploit"
