@@ -1,0 +1,470 @@
+"""Router behaviour with the in-memory sink and snapshot sources (no I/O)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from producer_sdk import CacheOptions, NoCurrentDecision, Router
+from producer_sdk.testing import InMemorySink, StaticSnapshotSource, UnavailableSnapshotSource
+from schemas import PathStats, PolicySnapshot
+
+FAST = CacheOptions(init_wait=2.0, poll_interval=0.05)
+
+
+def stats(a: float, b: float, n: int, **kw: Any) -> PathStats:
+    return PathStats(alpha=a, beta=b, n=n, recent_n=0, recent_successes=0.0, **kw)
+
+
+def snapshot(version: int = 1, **paths: PathStats) -> PolicySnapshot:
+    return PolicySnapshot(goal="g", version=version, generated_at=datetime.now(UTC), paths=paths)
+
+
+@pytest.fixture
+def sink() -> InMemorySink:
+    return InMemorySink()
+
+
+@pytest.fixture
+def make(sink: InMemorySink) -> Iterator[Any]:
+    routers: list[Router] = []
+
+    def factory(paths: Any = ("a", "b", "c"), source: Any = None, **kw: Any) -> Router:
+        kw.setdefault("cache", FAST)
+        router = Router(
+            "g",
+            paths,
+            event_sink=sink,
+            snapshot_source=source if source is not None else StaticSnapshotSource(None),
+            seed=42,
+            **kw,
+        )
+        routers.append(router)
+        return router
+
+    yield factory
+    for router in routers:
+        router.close()
+
+
+# -- construction ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("paths", "message"),
+    [
+        ([], "paths must not be empty"),
+        (["a", "a"], r"paths must be unique; repeated: \['a'\]"),
+        (["a", len], "not a mix"),
+        ("abc", "must be a list"),
+        (["bad name"], "path 'bad name' has characters outside"),
+        ([lambda: 1], "pass \\(name, fn\\) pairs"),
+        ([f"p{i}" for i in range(65)], "at most 64"),
+        ([3], "must be a name \\(str\\) or a callable"),
+    ],
+)
+def test_bad_paths_are_value_errors(paths: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Router("g", paths, event_sink=InMemorySink())
+
+
+def summarize_fast() -> str:
+    return "x"
+
+
+class Summaries:
+    def careful(self) -> str:
+        return "y"
+
+
+def test_callable_paths_are_named_by_qualname_or_pair() -> None:
+    paths = [summarize_fast, Summaries.careful, ("slow", lambda: "z")]
+    router = Router("g", paths, event_sink=InMemorySink())
+    assert router.paths == ("summarize_fast", "Summaries.careful", "slow")
+
+
+def test_nested_function_qualname_is_rejected_with_a_hint() -> None:
+    # "<locals>" is not a valid identifier: the message says what to do instead.
+    def make() -> Any:
+        def inner() -> None:
+            return None
+
+        return inner
+
+    with pytest.raises(ValueError, match="pass \\(name, fn\\) pairs"):
+        Router("g", [make()], event_sink=InMemorySink())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"goal": "bad goal"}, "goal 'bad goal'"),
+        ({"exploration_rate": 1.5}, "exploration_rate"),
+        ({"min_samples": -1}, "min_samples"),
+        ({"tie_margin": 2}, "tie_margin"),
+        ({"staleness": timedelta(0)}, "staleness must be a positive duration"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"kafka_bootstrap_servers": "nohost"}, "bootstrap_servers"),
+        ({"redis_url": "http://x"}, "redis_url"),
+        ({"topic_prefix": "a b"}, "topic_prefix"),
+        ({"service": "my service"}, "service 'my service'"),
+        ({"success_fn": 3}, "success_fn must be callable"),
+    ],
+)
+def test_bad_arguments_name_the_field(kwargs: dict[str, Any], message: str) -> None:
+    args = {"goal": "g", "paths": ["a"], **kwargs}
+    with pytest.raises(ValueError, match=message):
+        Router(args.pop("goal"), args.pop("paths"), event_sink=InMemorySink(), **args)
+
+
+def test_constructor_starts_nothing() -> None:
+    before = {t.name for t in threading.enumerate()}
+    router = Router("g", ["a"], event_sink=InMemorySink())
+    assert {t.name for t in threading.enumerate()} == before
+    router.close()
+
+
+# -- the sampling rules through the router ------------------------------------------------------
+
+
+def test_forced_path(make: Any, sink: InMemorySink) -> None:
+    router = make()
+    decision = router.decide(force_path="c")
+    assert (decision.path, decision.reason) == ("c", "forced")
+    assert sink.decisions[-1].reason == "forced"
+    with pytest.raises(ValueError, match="force_path 'zzz' is not one of paths"):
+        router.decide(force_path="zzz")
+
+
+def test_fallback_to_first_path_when_no_snapshot_could_be_loaded(
+    make: Any, sink: InMemorySink
+) -> None:
+    router = make(source=UnavailableSnapshotSource(), cache=CacheOptions(init_wait=0.2))
+    started = time.monotonic()
+    decisions = [router.decide() for _ in range(50)]
+    assert time.monotonic() - started < 0.2 + 0.5  # the bounded init wait, once
+    assert {(d.path, d.reason) for d in decisions} == {("a", "fallback")}
+    assert len(sink.decisions) == 50  # events are still emitted
+    assert router.stats().policy_loaded is False
+    assert router.stats().policy_errors >= 1
+
+
+def test_cold_start_when_redis_answers_without_a_snapshot(make: Any) -> None:
+    router = make(source=StaticSnapshotSource(None))
+    decisions = [router.decide() for _ in range(300)]
+    assert {d.reason for d in decisions} == {"cold_start"}
+    assert {d.path for d in decisions} == {"a", "b", "c"}
+
+
+def test_unknown_paths_are_cold(make: Any) -> None:
+    source = StaticSnapshotSource(snapshot(a=stats(900, 100, 1000), other=stats(5, 5, 50)))
+    router = make(source=source, exploration_rate=0.5)
+    view = router.get_policy()
+    assert view.version == 1
+    assert [(p.name, p.n, p.status) for p in view.paths][1:] == [("b", 0, "cold"), ("c", 0, "cold")]
+    assert view.path("b").mean == 0.5
+    explored = [d.path for d in (router.decide() for _ in range(500)) if d.reason == "explore"]
+    assert set(explored) == {"b", "c"}
+
+
+def test_exploit_follows_the_snapshot(make: Any) -> None:
+    source = StaticSnapshotSource(
+        snapshot(a=stats(10, 990, 1000), b=stats(990, 10, 1000), c=stats(10, 990, 1000))
+    )
+    router = make(source=source, exploration_rate=0.0)
+    assert {(d.path, d.reason) for d in (router.decide() for _ in range(200))} == {("b", "exploit")}
+
+
+def test_new_snapshot_is_picked_up(make: Any) -> None:
+    source = StaticSnapshotSource(snapshot(1, a=stats(990, 10, 1000), b=stats(10, 990, 1000)))
+    router = make(paths=["a", "b"], source=source, exploration_rate=0.0)
+    assert router.decide().path == "a"
+    source.set(snapshot(2, a=stats(10, 990, 1000), b=stats(990, 10, 1000)))
+    deadline = time.monotonic() + 2
+    while router.get_policy().version != 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert router.get_policy().version == 2
+    decision = router.decide()
+    assert (decision.path, decision.policy_version) == ("b", 2)
+
+
+def test_snapshot_of_another_goal_or_invalid_is_ignored(make: Any) -> None:
+    class Raw:
+        def __init__(self, raw: bytes) -> None:
+            self.raw = raw
+
+        def fetch(self) -> bytes:
+            return self.raw
+
+        def wait_for_update(self, timeout: float) -> None:
+            time.sleep(min(timeout, 0.01))
+
+        def close(self) -> None:
+            return None
+
+    other = snapshot().model_copy(update={"goal": "other"})
+    for raw in (b"{not json", other.model_dump_json().encode()):
+        router = make(source=Raw(raw))
+        assert router.decide().reason == "fallback"
+        assert router.get_policy().loaded is False
+
+
+def test_stale_paths_come_from_last_outcome_time(make: Any) -> None:
+    old = datetime.now(UTC) - timedelta(days=8)
+    source = StaticSnapshotSource(
+        snapshot(a=stats(900, 100, 1000, last_outcome_at=old), b=stats(900, 100, 1000))
+    )
+    router = make(paths=["a", "b"], source=source)
+    assert router.get_policy().path("a").status == "stale"
+
+
+# -- reporting ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"success": True, "score": 1.5}, r"score must be in \[0, 1\]"),
+        ({"success": True, "cost_usd": -0.01}, "cost_usd must be >= 0"),
+        ({"success": True, "latency_ms": math.nan}, "latency_ms must be finite"),
+        ({"success": False, "failure_category": "bad luck"}, "failure_category must be one of"),
+        ({"success": "yes"}, "success must be a bool"),
+        ({"success": 1}, "success must be a bool"),
+        ({"success": True, "prompt_tokens": -3}, "prompt_tokens must be a non-negative int"),
+        ({"success": True, "score": True}, "score must be a number"),
+    ],
+)
+def test_bad_reports_raise_and_emit_nothing(
+    make: Any, sink: InMemorySink, fields: dict[str, Any], message: str
+) -> None:
+    decision = make().decide()
+    success = fields.pop("success")
+    with pytest.raises(ValueError, match=message):
+        decision.report(success, **fields)
+    assert sink.outcomes == []
+    assert not decision.reported
+    assert decision.report(True)  # a valid report afterwards still goes through
+    assert len(sink.outcomes) == 1
+
+
+def test_report_emits_the_outcome_once(make: Any, sink: InMemorySink) -> None:
+    router = make()
+    decision = router.decide(context={"tenant": "acme"})
+    assert decision.report(
+        False, score=0.25, cost_usd=0.002, latency_ms=812.5, failure_category="invalid_output"
+    )
+    assert not decision.report(True)
+    assert len(sink.outcomes) == 1
+    outcome = sink.outcomes[0]
+    assert (outcome.trace_id, outcome.success, outcome.score) == (decision.trace_id, False, 0.25)
+    assert (outcome.cost_usd, outcome.latency_ms) == (0.002, 812.5)
+    assert outcome.failure_category == "invalid_output"
+    assert sink.decisions[0].context == {"tenant": "acme"}
+    assert sink.keys[0] == decision.trace_id.encode()
+    assert router.stats().duplicate_reports == 1
+    assert router.stats().reports == 1
+
+
+def test_bad_context_is_a_value_error(make: Any, sink: InMemorySink) -> None:
+    router = make()
+    with pytest.raises(ValueError, match="context is invalid"):
+        router.decide(context={"nested": {"a": 1}})
+    with pytest.raises(ValueError, match="context is invalid"):
+        router.decide(context={f"k{i}": i for i in range(33)})
+    assert sink.decisions == []
+
+
+def test_router_report_uses_this_threads_decision(make: Any, sink: InMemorySink) -> None:
+    router = make()
+    with pytest.raises(NoCurrentDecision, match="call decide\\(\\) first"):
+        router.report(True)
+    decision = router.decide()
+    router.report(True, latency_ms=1.0)
+    assert sink.outcomes[0].trace_id == decision.trace_id
+
+
+def test_forty_threads_each_report_their_own_decision(make: Any, sink: InMemorySink) -> None:
+    router = make()
+    barrier = threading.Barrier(40)
+    mine: dict[int, str] = {}
+
+    def worker(i: int) -> None:
+        decision = router.decide()
+        mine[i] = decision.trace_id
+        barrier.wait()  # every thread has decided before any reports
+        router.report(True, latency_ms=float(i))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    by_trace = {o.trace_id: o.latency_ms for o in sink.outcomes}
+    assert len(by_trace) == 40
+    assert all(by_trace[mine[i]] == float(i) for i in range(40))
+
+
+def test_two_hundred_tasks_each_report_their_own_decision(make: Any, sink: InMemorySink) -> None:
+    router = make()
+    mine: dict[int, str] = {}
+
+    async def task(i: int, all_decided: asyncio.Event, count: list[int]) -> None:
+        decision = router.decide()
+        mine[i] = decision.trace_id
+        count[0] += 1
+        if count[0] == 200:
+            all_decided.set()
+        await all_decided.wait()
+        router.report(True, latency_ms=float(i))
+
+    async def main() -> None:
+        all_decided = asyncio.Event()
+        count = [0]
+        await asyncio.gather(*(task(i, all_decided, count) for i in range(200)))
+
+    asyncio.run(main())
+    by_trace = {o.trace_id: o.latency_ms for o in sink.outcomes}
+    assert len(by_trace) == 200
+    assert all(by_trace[mine[i]] == float(i) for i in range(200))
+
+
+# -- run / arun --------------------------------------------------------------------------------
+
+
+def test_run_tries_another_path_after_an_exception(make: Any, sink: InMemorySink) -> None:
+    calls: list[str] = []
+
+    def broken(x: int) -> int:
+        calls.append("broken")
+        raise TimeoutError("slow")
+
+    def works(x: int) -> int:
+        calls.append("works")
+        return x * 2
+
+    router = make(
+        paths=[("broken", broken), ("works", works)],
+        source=StaticSnapshotSource(
+            snapshot(broken=stats(990, 10, 1000), works=stats(10, 990, 1000))
+        ),
+        exploration_rate=0.0,
+    )
+    assert router.run(21) == 42
+    assert calls == ["broken", "works"]
+    assert [(o.success, o.failure_category) for o in sink.outcomes] == [
+        (False, "timeout"),
+        (True, None),
+    ]
+    assert [d.candidates for d in sink.decisions] == [("broken", "works"), ("works",)]
+
+
+def test_run_judges_results_and_reraises_the_last_exception(make: Any, sink: InMemorySink) -> None:
+    def bad_output() -> str:
+        return "garbage"
+
+    def explodes() -> str:
+        raise RuntimeError("boom")
+
+    router = make(
+        paths=[("bad_output", bad_output), ("explodes", explodes)],
+        success_fn=lambda r: r == "good",
+        source=StaticSnapshotSource(
+            snapshot(bad_output=stats(990, 10, 1000), explodes=stats(10, 990, 1000))
+        ),
+        exploration_rate=0.0,
+    )
+    with pytest.raises(RuntimeError, match="boom"):
+        router.run()
+    assert [(o.success, o.failure_category) for o in sink.outcomes] == [
+        (False, "invalid_output"),
+        (False, "tool_error"),
+    ]
+
+
+def test_run_returns_the_last_result_when_nothing_raised(make: Any) -> None:
+    router = make(
+        paths=[("one", lambda: 1), ("two", lambda: 2)],
+        success_fn=lambda r: False,
+        max_attempts=5,
+    )
+    assert router.run() in (1, 2)
+    assert router.stats().decisions == 2  # at most one attempt per path
+
+
+def test_success_fn_that_raises_is_a_failure(make: Any, sink: InMemorySink) -> None:
+    def judge(result: Any) -> bool:
+        raise KeyError("no")
+
+    router = make(paths=[("only", lambda: "x")], success_fn=judge)
+    assert router.run() == "x"  # last result, nothing raised
+    assert sink.outcomes[0].success is False
+
+
+def test_max_attempts_one(make: Any, sink: InMemorySink) -> None:
+    def fails() -> None:
+        raise ConnectionError("down")
+
+    router = make(paths=[("x", fails), ("y", fails)], max_attempts=1)
+    with pytest.raises(ConnectionError):
+        router.run()
+    assert len(sink.decisions) == 1
+    assert sink.outcomes[0].failure_category == "connection_error"
+
+
+def test_run_needs_callables(make: Any) -> None:
+    with pytest.raises(ValueError, match="run\\(\\) needs callable paths"):
+        make().run()
+
+
+def test_arun_awaits_async_paths(make: Any, sink: InMemorySink) -> None:
+    async def fails(x: int) -> int:
+        raise TimeoutError
+
+    async def doubles(x: int) -> int:
+        await asyncio.sleep(0)
+        return 2 * x
+
+    router = make(
+        paths=[("fails", fails), ("doubles", doubles)],
+        source=StaticSnapshotSource(
+            snapshot(fails=stats(990, 10, 1000), doubles=stats(10, 990, 1000))
+        ),
+        exploration_rate=0.0,
+    )
+    assert asyncio.run(router.arun(4)) == 8
+    assert [o.success for o in sink.outcomes] == [False, True]
+
+
+# -- lifecycle ---------------------------------------------------------------------------------
+
+
+def test_close_is_idempotent_and_decide_still_works_after(make: Any) -> None:
+    router = make()
+    router.decide()
+    assert router.close() == 0
+    assert router.close() == 0
+    router.decide()  # never raises into the host
+
+
+def test_context_manager_starts_and_closes(sink: InMemorySink) -> None:
+    with Router("g", ["a"], event_sink=sink, snapshot_source=StaticSnapshotSource(None)) as r:
+        assert r.get_policy().loaded
+        r.decide().report(True)
+    names = {t.name for t in threading.enumerate()}
+    assert "outroute-policy-g" not in names
+
+
+def test_stats_count_what_happened(make: Any) -> None:
+    router = make()
+    for _ in range(5):
+        router.decide().report(True)
+    router.decide()
+    s = router.stats()
+    assert (s.decisions, s.reports, s.emitted, s.delivered, s.dropped) == (6, 5, 11, 11, 0)

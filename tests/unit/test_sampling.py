@@ -1,0 +1,241 @@
+"""Sampling against the math: quantile tables, Thompson win rates, cold start, exploration,
+and the trust invariant. Random streams are seeded; every tolerance is stated with its source.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+
+import pytest
+
+from producer_sdk.sampling import (
+    QUANTILE_KNOTS,
+    Arm,
+    ArmSet,
+    SamplingParams,
+    beta_quantiles,
+    choose,
+)
+
+
+def beta_cdf(x: float, a: int, b: int) -> float:
+    """Regularised incomplete beta for integer a, b: P(Binomial(a+b-1, x) >= a)."""
+    n = a + b - 1
+    return sum(math.comb(n, j) * x**j * (1 - x) ** (n - j) for j in range(a, n + 1))
+
+
+def p_b_beats_a(a_a: int, b_a: int, a_b: int, b_b: int) -> float:
+    """P(X_B > X_A) for X ~ Beta with integer parameters (closed form, E. Miller 2015)."""
+
+    def log_beta(x: float, y: float) -> float:
+        return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
+
+    total = 0.0
+    for i in range(a_b):
+        total += math.exp(
+            log_beta(a_a + i, b_a + b_b)
+            - math.log(b_b + i)
+            - log_beta(1 + i, b_b)
+            - log_beta(a_a, b_a)
+        )
+    return total
+
+
+def arm(name: str, a: float, b: float, *, n: int = 1000, **kw: object) -> Arm:
+    return Arm(name, a, b, n=n, cold=n < 20, tables=beta_quantiles(a, b), **kw)  # type: ignore[arg-type]
+
+
+def binomial_tolerance(p: float, n: int, sigmas: float = 4.5) -> float:
+    """4.5 standard deviations of a frequency estimated from n draws (two-sided ~7e-6)."""
+    return sigmas * math.sqrt(p * (1 - p) / n)
+
+
+@pytest.mark.parametrize(("a", "b"), [(2, 3), (30, 5), (1, 40), (120, 80)])
+def test_quantile_tables_invert_the_exact_cdf(a: int, b: int) -> None:
+    main, lower, upper = beta_quantiles(a, b)
+    k = QUANTILE_KNOTS
+    # Every interior knot sits at its probability to within 1e-4 (numerical integration on a
+    # 4096-cell grid; the quantity checked is the exact CDF, not our own integral).
+    for i in range(1, k):
+        assert abs(beta_cdf(main[i], a, b) - i / k) < 1e-4
+    for j in range(1, k):
+        assert abs(beta_cdf(lower[j], a, b) - j / k**2) < 1e-5
+        assert abs(beta_cdf(upper[j], a, b) - (1 - 1 / k + j / k**2)) < 1e-5
+
+
+@pytest.mark.parametrize(("a", "b"), [(30, 5), (1000, 50), (2, 300), (1.5, 1.0), (0.5, 0.5)])
+def test_draws_have_the_beta_mean_and_variance(a: float, b: float) -> None:
+    # A deterministic grid of 200,000 probabilities integrates the quantile function: the
+    # mean and variance of the draws are then those of the table's distribution, which must
+    # match Beta(a, b) to 1 % of a standard deviation (0.5 % for the spread).
+    target = Arm("x", a, b, tables=beta_quantiles(a, b))
+    m = 200_000
+    draws = [target.draw((i + 0.5) / m) for i in range(m)]
+    mean = sum(draws) / m
+    sd = math.sqrt(sum((d - mean) ** 2 for d in draws) / m)
+    true_mean = a / (a + b)
+    true_sd = math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+    tolerance = 0.01 if min(a, b) >= 1 else 0.03  # sampled tables below 1 (poles)
+    assert abs(mean - true_mean) < tolerance * true_sd
+    assert abs(sd / true_sd - 1) < tolerance / 2 if min(a, b) >= 1 else tolerance
+
+
+def test_bad_beta_parameters() -> None:
+    with pytest.raises(ValueError, match="positive and finite"):
+        beta_quantiles(0, 1)
+    with pytest.raises(ValueError, match="positive and finite"):
+        beta_quantiles(1, float("inf"))
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [((12, 8), (14, 8)), ((40, 10), (38, 12)), ((3, 2), (30, 20)), ((90, 10), (85, 15))],
+)
+def test_thompson_win_rate_matches_closed_form(a: tuple[int, int], b: tuple[int, int]) -> None:
+    arms = ArmSet([arm("a", *a), arm("b", *b)], tie_margin=0.0)
+    params = SamplingParams(exploration_rate=0.0, min_samples=20, tie_margin=0.0)
+    rng = random.Random(20261122)
+    n = 40_000
+    wins = sum(choose(arms, rng, params)[0] == 1 for _ in range(n))
+    expected = p_b_beats_a(a[0], a[1], b[0], b[1])
+    # Binomial noise (4.5 sigma) plus the table's CDF error (<= 1e-4 per arm, see above).
+    assert abs(wins / n - expected) < binomial_tolerance(expected, n) + 2e-4
+
+
+def test_cold_start_is_uniform_and_says_so() -> None:
+    arms = ArmSet([arm(p, 3, 1, n=3) for p in "abc"], tie_margin=0.05)
+    rng = random.Random(7)
+    n = 30_000
+    picks = Counter()
+    for _ in range(n):
+        index, reason = choose(arms, rng, SamplingParams())
+        assert reason == "cold_start"
+        picks[index] += 1
+    for index in range(3):
+        assert abs(picks[index] / n - 1 / 3) < binomial_tolerance(1 / 3, n)
+
+
+def test_exploration_rate_and_a_path_other_than_the_winner() -> None:
+    # A dominates so completely (P(B or C beats A) < 1e-100) that the Thompson winner is A
+    # every time: exactly the exploration draws leave A, split evenly over B and C.
+    arms = ArmSet([arm("a", 950, 50), arm("b", 50, 950), arm("c", 50, 950)], tie_margin=0.05)
+    rng = random.Random(11)
+    n = 40_000
+    reasons = Counter()
+    picks = Counter()
+    for _ in range(n):
+        index, reason = choose(arms, rng, SamplingParams(exploration_rate=0.1))
+        reasons[reason] += 1
+        picks[index] += 1
+        assert (reason == "explore") == (index != 0)
+    assert abs(reasons["explore"] / n - 0.1) < binomial_tolerance(0.1, n)
+    explored = picks[1] + picks[2]
+    assert abs(picks[1] / explored - 0.5) < binomial_tolerance(0.5, explored)
+
+
+def test_exploration_prefers_cold_and_stale_paths() -> None:
+    arms = ArmSet(
+        [
+            arm("a", 950, 50),
+            arm("warm", 50, 950),
+            arm("cold", 4, 2, n=5),
+            arm("stale", 50, 950, stale=True),
+        ],
+        tie_margin=0.05,
+    )
+    rng = random.Random(3)
+    picks = Counter(choose(arms, rng, SamplingParams(exploration_rate=0.5))[0] for _ in range(4000))
+    assert picks[1] == 0  # the warm, fresh, bad path is never explored while others are cold/stale
+    assert picks[2] > 0
+    assert picks[3] > 0
+
+
+def test_no_exploration_when_rate_is_zero_or_one_path() -> None:
+    rng = random.Random(5)
+    arms = ArmSet([arm("a", 950, 50), arm("b", 50, 950)], tie_margin=0.0)
+    params = SamplingParams(exploration_rate=0.0)
+    assert {choose(arms, rng, params) for _ in range(2000)} == {(0, "exploit")}
+    single = ArmSet([arm("only", 5, 5)], tie_margin=0.0)
+    assert {choose(single, rng, SamplingParams(exploration_rate=1.0)) for _ in range(100)} == {
+        (0, "exploit")
+    }
+
+
+def test_trust_invariant_cost_breaks_ties_within_the_margin_only() -> None:
+    params = SamplingParams(exploration_rate=0.0, tie_margin=0.05)
+    rng = random.Random(13)
+    # 0.95 vs 0.93 posterior means: within 5 points, so the cheaper path always wins.
+    close = ArmSet(
+        [arm("pricey", 950, 50, mean_cost=0.01), arm("cheap", 930, 70, mean_cost=0.001)], 0.05
+    )
+    assert {choose(close, rng, params)[0] for _ in range(5000)} == {1}
+    # 0.95 vs 0.89: outside the margin, so cost is ignored and Thompson decides (the cheaper
+    # path wins only when its draw is higher, which at these counts essentially never happens).
+    far = ArmSet(
+        [arm("pricey", 950, 50, mean_cost=0.01), arm("cheap", 890, 110, mean_cost=0.0)], 0.05
+    )
+    n = 5000
+    cheap_wins = sum(choose(far, rng, params)[0] == 1 for _ in range(n))
+    expected = p_b_beats_a(950, 50, 890, 110)
+    assert expected < 1e-6
+    assert cheap_wins == 0
+
+
+def test_latency_breaks_ties_when_cost_is_equal() -> None:
+    arms = ArmSet(
+        [
+            arm("slow", 950, 50, mean_cost=0.01, mean_latency=900.0),
+            arm("fast", 940, 60, mean_cost=0.01, mean_latency=300.0),
+        ],
+        tie_margin=0.05,
+    )
+    rng = random.Random(17)
+    params = SamplingParams(exploration_rate=0.0)
+    assert {choose(arms, rng, params)[0] for _ in range(2000)} == {1}
+
+
+def test_a_worse_paths_lucky_draw_is_not_overruled_by_cost() -> None:
+    # C (mean 0.5) is far outside the margin; when its draw wins it is chosen as Thompson
+    # sampling says, even though A and B are tied and cheaper ranks exist.
+    arms = ArmSet(
+        [
+            arm("a", 19, 1, n=20, mean_cost=1.0),
+            arm("b", 19, 1, n=20, mean_cost=2.0),
+            arm("c", 1, 1, n=20, mean_cost=0.0),
+        ],
+        tie_margin=0.05,
+    )
+    params = SamplingParams(exploration_rate=0.0)
+    rng = random.Random(19)
+    n = 40_000
+    c_wins = sum(choose(arms, rng, params)[0] == 2 for _ in range(n))
+    # P(U > max(X_a, X_b)) with X ~ Beta(19, 1) i.i.d.: E[1 - max] where max ~ Beta(38, 1)
+    expected = 1 - 38 / 39
+    assert abs(c_wins / n - expected) < binomial_tolerance(expected, n) + 2e-4
+    # And B (tied with A, but dearer) is never chosen.
+    assert all(choose(arms, rng, params)[0] != 1 for _ in range(5000))
+
+
+def test_without_cost_or_latency_ties_are_plain_thompson() -> None:
+    arms = ArmSet([arm("a", 40, 10), arm("b", 38, 12)], tie_margin=0.05)
+    params = SamplingParams(exploration_rate=0.0)
+    rng = random.Random(23)
+    n = 40_000
+    wins = sum(choose(arms, rng, params)[0] == 1 for _ in range(n))
+    expected = p_b_beats_a(40, 10, 38, 12)
+    assert abs(wins / n - expected) < binomial_tolerance(expected, n) + 2e-4
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("exploration_rate", 1.5, "exploration_rate must be in [0, 1]"),
+        ("min_samples", -1, "min_samples must be a non-negative int"),
+        ("tie_margin", -0.1, "tie_margin must be in [0, 1]"),
+    ],
+)
+def test_bad_params(field: str, value: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        SamplingParams(**{field: value})  # type: ignore[arg-type]
