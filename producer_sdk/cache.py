@@ -29,6 +29,7 @@ __all__ = ["PolicyCache", "RedisSnapshotSource", "SnapshotSource"]
 log = logging.getLogger("outroute.sdk.cache")
 
 _MAX_BACKOFF: Final = 5.0
+_STOP_SLICE: Final = 0.1
 
 
 class SnapshotSource(Protocol):
@@ -37,8 +38,8 @@ class SnapshotSource(Protocol):
 
     def fetch(self) -> bytes | None: ...
 
-    def wait_for_update(self, timeout: float) -> None:
-        """Return when an update may be available, or after ``timeout`` seconds."""
+    def wait_for_update(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds; True as soon as an update may be available."""
 
     def close(self) -> None: ...
 
@@ -71,7 +72,7 @@ class RedisSnapshotSource:
             return value
         return str(value).encode()
 
-    def wait_for_update(self, timeout: float) -> None:
+    def wait_for_update(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         try:
             if self._pubsub is None:
@@ -80,12 +81,13 @@ class RedisSnapshotSource:
                 self._pubsub = pubsub
             pubsub = self._pubsub
             while (left := deadline - time.monotonic()) > 0:
-                message = pubsub.get_message(timeout=min(left, 1.0))
+                message = pubsub.get_message(timeout=left)
                 if message and message.get("data") == self._goal:
-                    return
+                    return True
         except (redis.RedisError, OSError):
             self._reset_pubsub()
             raise
+        return False
 
     def _reset_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
@@ -208,6 +210,14 @@ class PolicyCache:
         )
         return True
 
+    def _wait(self, source: SnapshotSource) -> None:
+        """Until an update is signalled or poll_interval passes, in slices short enough for
+        stop() to be prompt."""
+        deadline = time.monotonic() + self._options.poll_interval
+        while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            if source.wait_for_update(min(left, _STOP_SLICE)):
+                return
+
     def _run(self) -> None:
         source: SnapshotSource | None = None
         backoff = 0.1
@@ -222,7 +232,7 @@ class PolicyCache:
                     self._failing = False
                 backoff = 0.1
                 self._first_attempt.set()
-                source.wait_for_update(self._options.poll_interval)
+                self._wait(source)
             except Exception as exc:  # Redis down, DNS, auth: keep the last policy, retry
                 self._errors += 1
                 self._first_attempt.set()

@@ -24,7 +24,21 @@ from .options import EmitterOptions
 __all__ = ["EmitterStats", "EventKind", "EventSink", "KafkaEventSink"]
 
 log = logging.getLogger("outroute.sdk.emitter")
-_KAFKA_LOG: Final = logging.getLogger("outroute.kafka")
+
+
+class _DebugLogger:
+    """librdkafka's own log lines (every reconnect attempt) at DEBUG; what users need to
+    know arrives through error_cb, once per outage."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+
+    def log(self, level: int, msg: str, *args: Any) -> None:
+        self._logger.debug(msg, *args)
+
+
+_LIBRDKAFKA_LOG: Final = _DebugLogger(logging.getLogger("outroute.kafka"))
+_ERROR_LOG_INTERVAL: Final = 60.0
 
 EventKind = Literal["decision", "outcome"]
 
@@ -86,6 +100,7 @@ class KafkaEventSink:
         self._failed = 0  # delivery failures reported by librdkafka
         self._rejected = 0  # refused by produce() itself (e.g. too large)
         self._warned_full = False
+        self._last_error_log = -_ERROR_LOG_INTERVAL
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
 
@@ -94,17 +109,19 @@ class KafkaEventSink:
         return {
             **self._config,
             "partitioner": PARTITIONER,
-            "enable.idempotence": True,
+            "enable.idempotence": opts.idempotent,
             "linger.ms": opts.linger_ms,
             "compression.type": opts.compression,
             "queue.buffering.max.messages": opts.max_queued_events,
             "queue.buffering.max.kbytes": 1024 * 1024,
             "message.timeout.ms": int(opts.delivery_timeout * 1000),
+            # Reconnect within a second of the broker's return (librdkafka's default: 10 s).
+            "reconnect.backoff.max.ms": 1000,
             # Only failures call back into Python; delivered = emitted - failed - pending.
             "delivery.report.only.error": True,
             "on_delivery": self._on_delivery,
             "error_cb": self._on_error,
-            "logger": _KAFKA_LOG,
+            "logger": _LIBRDKAFKA_LOG,
         }
 
     def _ensure_producer(self) -> Producer:
@@ -138,7 +155,10 @@ class KafkaEventSink:
 
     def _on_error(self, err: KafkaError) -> None:
         # Broker unreachable and similar: librdkafka keeps retrying; events wait in the buffer.
-        log.warning("kafka: %s", err)
+        now = time.monotonic()
+        if now - self._last_error_log >= _ERROR_LOG_INTERVAL:
+            self._last_error_log = now
+            log.warning("kafka: %s; events wait in the buffer and are retried", err.str())
 
     def send(self, kind: EventKind, key: bytes, value: bytes) -> bool:
         if self._closed:

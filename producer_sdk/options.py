@@ -27,6 +27,11 @@ class EmitterOptions:
     events wait there and are delivered when it returns. When it is full, new events are
     dropped and counted, unless ``block_on_full`` (seconds, opt-in) allows a bounded wait.
     Events not delivered within ``delivery_timeout`` seconds are counted as failed.
+
+    Delivery is at least once: a retried send can duplicate an event, which the pipeline
+    drops by event_id. ``idempotent=True`` makes the broker drop such duplicates instead; it
+    needs a broker that keeps producer state across restarts (the embedded broker does not:
+    after its restart an idempotent producer retries forever and delivers nothing).
     """
 
     max_queued_events: int = 100_000
@@ -35,6 +40,7 @@ class EmitterOptions:
     compression: str = "lz4"
     delivery_timeout: float = 300.0
     exit_flush_timeout: float = 5.0
+    idempotent: bool = False
 
     def __post_init__(self) -> None:
         _positive("max_queued_events", self.max_queued_events)

@@ -73,9 +73,11 @@ class StaticSnapshotSource:
     def fetch(self) -> bytes | None:
         return self._raw
 
-    def wait_for_update(self, timeout: float) -> None:
+    def wait_for_update(self, timeout: float) -> bool:
         if self._changed.wait(timeout):
             self._changed.clear()
+            return True
+        return False
 
     def close(self) -> None:
         self._changed.set()
@@ -87,7 +89,7 @@ class UnavailableSnapshotSource:
     def fetch(self) -> bytes | None:
         raise ConnectionError("snapshot source unavailable")
 
-    def wait_for_update(self, timeout: float) -> None:
+    def wait_for_update(self, timeout: float) -> bool:
         raise ConnectionError("snapshot source unavailable")
 
     def close(self) -> None:

@@ -29,7 +29,14 @@ from schemas.settings import DEFAULT_REDIS_URL
 
 from .errors import LocalStackError
 
-__all__ = ["EmbeddedBroker", "LocalRedis", "LocalStack", "find_or_start_redis", "free_port"]
+__all__ = [
+    "EmbeddedBroker",
+    "LocalRedis",
+    "LocalStack",
+    "find_or_start_redis",
+    "free_port",
+    "start_redis_server",
+]
 
 _PR_SET_PDEATHSIG: Final = 1
 _LOG_TAIL_BYTES: Final = 2000
@@ -127,7 +134,7 @@ class _Child:
                 self.process.kill()
                 self.process.wait(5)
         self._log.close()
-        if self._own_log and self.process.returncode in (0, -signal.SIGTERM):
+        if self._own_log and self.process.returncode in (0, -signal.SIGTERM, -signal.SIGKILL):
             with contextlib.suppress(OSError):
                 self.log_path.unlink()
 
@@ -223,7 +230,9 @@ class EmbeddedBroker:
             return False
         return True
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 1.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout``: with memory storage there is nothing to
+        save, and Tansu waits ~5 s for connected clients before exiting on SIGTERM."""
         if self._child is not None:
             self._child.stop(timeout)
             self._child = None
@@ -310,27 +319,32 @@ def find_or_start_redis(
         raise LocalStackError(
             f"no Redis answers at {redact_url(url)}{hint}; start Redis or set OUTROUTE_REDIS_URL"
         )
-    port = free_port(host)
+    return start_redis_server(binary, host=host, timeout=timeout)
+
+
+def start_redis_server(
+    binary: str = "redis-server",
+    *,
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    timeout: float = 10.0,
+) -> LocalRedis:
+    """Start a private ``redis-server`` without persistence on ``port`` (default: a free one);
+    stop it with ``LocalRedis.stop()``."""
+    path = shutil.which(binary)
+    if path is None:
+        raise LocalStackError(f"{binary!r} is not on PATH; install Redis or set OUTROUTE_REDIS_URL")
+    port = free_port(host) if port is None else port
+    if _port_open(host, port):
+        raise LocalStackError(f"port {host}:{port} is already in use")
     child = _Child(
         "redis-server",
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            host,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-        ],
+        [path, "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no"],
         None,
     )
-    started_url = f"redis://{host}:{port}/0"
-    child.wait_until(lambda: _redis_ping(started_url), timeout, "answer PING")
-    return LocalRedis(started_url, child)
+    url = f"redis://{host}:{port}/0"
+    child.wait_until(lambda: _redis_ping(url), timeout, "answer PING")
+    return LocalRedis(url, child)
 
 
 class LocalStack:

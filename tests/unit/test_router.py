@@ -203,8 +203,9 @@ def test_snapshot_of_another_goal_or_invalid_is_ignored(make: Any) -> None:
         def fetch(self) -> bytes:
             return self.raw
 
-        def wait_for_update(self, timeout: float) -> None:
+        def wait_for_update(self, timeout: float) -> bool:
             time.sleep(min(timeout, 0.01))
+            return False
 
         def close(self) -> None:
             return None
