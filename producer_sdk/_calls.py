@@ -76,6 +76,11 @@ class CallsMixin:
             else:
                 asyncio.run(ahttp.aclose())
 
+    async def _aclose_http(self) -> None:
+        ahttp, self._ahttp = self._ahttp, None
+        if ahttp is not None:
+            await ahttp.aclose()
+
     # -- judging -------------------------------------------------------------------------------
 
     def _judge(self, result: Any) -> bool:

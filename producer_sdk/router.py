@@ -8,6 +8,7 @@ in the host's request.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextvars
 import functools
@@ -263,6 +264,18 @@ class Router(CallsMixin):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> Router:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self, timeout: float = 5.0) -> int:
+        """``close()`` for asyncio code: the bounded flush runs in a worker thread."""
+        await self._aclose_http()
+        return await asyncio.to_thread(self.close, timeout)
 
     # -- deciding ------------------------------------------------------------------------------
 

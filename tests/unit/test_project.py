@@ -123,3 +123,30 @@ def test_compose_services_run_real_commands_with_real_settings() -> None:
             args = parser.parse_args(service["command"])  # exits on an unknown command
             assert callable(args.func)
     assert outroute_services >= 1
+
+
+def test_readme_sdk_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from producer_sdk import Router
+    from producer_sdk.testing import InMemorySink, StaticSnapshotSource
+
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    assert example is not None
+    sink = InMemorySink()
+
+    class LocalRouter(Router):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(
+                *args, event_sink=sink, snapshot_source=StaticSnapshotSource(None), **kwargs
+            )
+
+    monkeypatch.setattr(producer_sdk, "Router", LocalRouter)
+    namespace = {
+        "call_model": lambda path, prompt: f"{path}: {prompt}",
+        "is_good": lambda text: bool(text),
+        "prompt": "hello",
+    }
+    exec(compile(example.group(1), "README.md", "exec"), namespace)
+    assert len(sink.decisions) == 1
+    assert len(sink.outcomes) == 1
+    assert sink.outcomes[0].success is True

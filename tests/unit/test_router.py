@@ -469,3 +469,30 @@ def test_stats_count_what_happened(make: Any) -> None:
     router.decide()
     s = router.stats()
     assert (s.decisions, s.reports, s.emitted, s.delivered, s.dropped) == (6, 5, 11, 11, 0)
+
+
+def test_from_env_reads_connection_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OUTROUTE_BOOTSTRAP_SERVERS", "kafka-1:9093")
+    monkeypatch.setenv("OUTROUTE_TOPIC_PREFIX", "prod")
+    monkeypatch.setenv("OUTROUTE_KAFKA_CONFIG", '{"security.protocol": "SASL_SSL"}')
+    monkeypatch.setenv("OUTROUTE_REDIS_URL", "redis://:pw@cache:6379/1")
+    router = Router.from_env("g", ["a", "b"], exploration_rate=0.2)
+    sink = router._sink
+    assert sink._config == {  # type: ignore[attr-defined]
+        "security.protocol": "SASL_SSL",
+        "bootstrap.servers": "kafka-1:9093",
+    }
+    assert sink._topics == {"decision": "prod.decisions", "outcome": "prod.outcomes"}  # type: ignore[attr-defined]
+    assert router.params.exploration_rate == 0.2
+    # Keyword arguments win over the environment.
+    other = Router.from_env("g", ["a"], topic_prefix="staging")
+    assert other._sink._topics["decision"] == "staging.decisions"  # type: ignore[attr-defined]
+    router.close(0)
+    other.close(0)
+
+
+def test_plain_constructor_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OUTROUTE_TOPIC_PREFIX", "prod")
+    router = Router("g", ["a"])
+    assert router._sink._topics["decision"] == "outroute.decisions"  # type: ignore[attr-defined]
+    router.close(0)
