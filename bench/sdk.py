@@ -33,29 +33,10 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from producer_sdk import EmitterStats, Router
-from producer_sdk.testing import StaticSnapshotSource
+from producer_sdk import Router
+from producer_sdk.testing import NullSink, StaticSnapshotSource
 from schemas import PARTITIONER, PathStats, PolicySnapshot
 from stream_workers import EmbeddedBroker, WorkerSettings, create_topics
-
-
-class NullSink:
-    """Accepts and forgets events: isolates decide()'s own cost (sampling + encoding)."""
-
-    def send(self, kind: Any, key: bytes, value: bytes) -> bool:
-        return True
-
-    def flush(self, timeout: float) -> int:
-        return 0
-
-    def close(self, timeout: float) -> int:
-        return 0
-
-    def stats(self) -> EmitterStats:
-        return EmitterStats()
-
-    def after_fork_in_child(self) -> None:
-        return None
 
 
 def snapshot(paths: list[str]) -> PolicySnapshot:

@@ -99,6 +99,18 @@ class CallsMixin:
             raise ValueError(f"{method}() needs callable paths; this router's paths are names")
         return self._fns
 
+    def _settle(
+        self, decision: Decision, started: float, result: Any, error: Exception | None
+    ) -> bool:
+        """Report one attempt of run()/arun(); True if it succeeded."""
+        latency = (time.perf_counter() - started) * 1000.0
+        if error is not None:
+            decision.report(False, latency_ms=latency, failure_category=_exception_category(error))
+            return False
+        ok = self._judge(result)
+        decision.report(ok, latency_ms=latency, failure_category=None if ok else "invalid_output")
+        return ok
+
     def run(self, *args: Any, **kwargs: Any) -> Any:
         """Decide, call the chosen path with the arguments, judge, report; on failure try a
         path not tried yet (at most ``max_attempts`` in all, each its own decision).
@@ -107,69 +119,45 @@ class CallsMixin:
         exception, or returns the last result when the last attempt did not raise."""
         fns = self._callables("run")
         remaining = list(range(len(fns)))
-        outcome: tuple[bool, Any] = (False, None)
+        result: Any = None
+        error: Exception | None = None
         for _ in range(min(self.max_attempts, len(fns))):
             decision = self._decide(tuple(remaining), None, None)
             index = self._index[decision.path]
             started = time.perf_counter()
             try:
-                result = fns[index](*args, **kwargs)
+                result, error = fns[index](*args, **kwargs), None
             except Exception as exc:
-                decision.report(
-                    False,
-                    latency_ms=(time.perf_counter() - started) * 1000.0,
-                    failure_category=_exception_category(exc),
-                )
-                outcome = (True, exc)
-            else:
-                latency = (time.perf_counter() - started) * 1000.0
-                ok = self._judge(result)
-                decision.report(
-                    ok, latency_ms=latency, failure_category=None if ok else "invalid_output"
-                )
-                if ok:
-                    return result
-                outcome = (False, result)
+                result, error = None, exc
+            if self._settle(decision, started, result, error):
+                return result
             remaining.remove(index)
-        raised, value = outcome
-        if raised:
-            raise value
-        return value
+        if error is not None:
+            raise error
+        return result
 
     async def arun(self, *args: Any, **kwargs: Any) -> Any:
         """``run()`` for async paths (coroutine functions; plain callables work too)."""
         fns = self._callables("arun")
         remaining = list(range(len(fns)))
-        outcome: tuple[bool, Any] = (False, None)
+        result: Any = None
+        error: Exception | None = None
         for _ in range(min(self.max_attempts, len(fns))):
             decision = self._decide(tuple(remaining), None, None)
             index = self._index[decision.path]
             started = time.perf_counter()
             try:
-                result = fns[index](*args, **kwargs)
+                result, error = fns[index](*args, **kwargs), None
                 if inspect.isawaitable(result):
                     result = await result
             except Exception as exc:
-                decision.report(
-                    False,
-                    latency_ms=(time.perf_counter() - started) * 1000.0,
-                    failure_category=_exception_category(exc),
-                )
-                outcome = (True, exc)
-            else:
-                latency = (time.perf_counter() - started) * 1000.0
-                ok = self._judge(result)
-                decision.report(
-                    ok, latency_ms=latency, failure_category=None if ok else "invalid_output"
-                )
-                if ok:
-                    return result
-                outcome = (False, result)
+                result, error = None, exc
+            if self._settle(decision, started, result, error):
+                return result
             remaining.remove(index)
-        raised, value = outcome
-        if raised:
-            raise value
-        return value
+        if error is not None:
+            raise error
+        return result
 
     # -- model completions ---------------------------------------------------------------------
 

@@ -15,10 +15,29 @@ from schemas import DecisionEvent, OutcomeEvent, PolicySnapshot
 
 from .emitter import EmitterStats, EventKind
 
-__all__ = ["InMemorySink", "StaticSnapshotSource", "UnavailableSnapshotSource"]
+__all__ = ["InMemorySink", "NullSink", "StaticSnapshotSource", "UnavailableSnapshotSource"]
 
 
-class InMemorySink:
+class NullSink:
+    """Accepts every event and keeps nothing (for benchmarks of the router's own cost)."""
+
+    def send(self, kind: EventKind, key: bytes, value: bytes) -> bool:
+        return True
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+    def close(self, timeout: float) -> int:
+        return 0
+
+    def stats(self) -> EmitterStats:
+        return EmitterStats()
+
+    def after_fork_in_child(self) -> None:
+        return None
+
+
+class InMemorySink(NullSink):
     """Keeps every event, validated, in ``decisions`` and ``outcomes`` (thread-safe)."""
 
     def __init__(self) -> None:
@@ -42,12 +61,6 @@ class InMemorySink:
             else:
                 self.outcomes.append(event)
         return True
-
-    def flush(self, timeout: float) -> int:
-        return 0
-
-    def close(self, timeout: float) -> int:
-        return 0
 
     def stats(self) -> EmitterStats:
         with self._lock:

