@@ -20,7 +20,7 @@ from .events import (
     Reason,
 )
 from .export import PUBLIC_EVENTS, export_json_schemas
-from .internal import JoinedOutcome, PathDelta
+from .internal import JoinedOutcome, JoinPosition, PathDelta
 from .policy import PATH_STATUSES, PathStats, PathStatus, PolicySnapshot
 from .settings import OutrouteSettings, redact_url
 from .topics import PARTITIONER, RedisKeys, Topics, TopicSpec
@@ -42,6 +42,7 @@ __all__ = [
     "DecisionEvent",
     "DegradationAlert",
     "FailureCategory",
+    "JoinPosition",
     "JoinedOutcome",
     "OutcomeEvent",
     "OutcomeSource",

@@ -112,6 +112,8 @@ def delta(**overrides: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "goal": "summarize",
         "path": "gpt-4o",
+        "source_partition": 2,
+        "position": {"decisions": 150, "outcomes": 160, "expired": 90},
         "count": 3,
         "successes": 2.25,
         "failures": 0.75,
@@ -121,10 +123,12 @@ def delta(**overrides: Any) -> dict[str, Any]:
         "latency_n": 3,
         "first_event_at": "2026-01-02T03:04:05Z",
         "last_event_at": "2026-01-02T03:04:06Z",
+        "d_offsets": [100, 120, 95],
+        "o_offsets": [140, 141, -1],
         "rewards": [1.0, 0.25, 1.0],
-        "source_partition": 2,
-        "offset_start": 100,
-        "offset_end": 140,
+        "event_times": [1767323045.0, 1767323045.5, 1767323046.0],
+        "costs": [0.1, 0.1, 0.1],
+        "latencies": [800.0, 800.0, 800.0],
     }
     return base | overrides
 
@@ -387,14 +391,19 @@ def test_alert_rules() -> None:
 
 def test_delta_rules() -> None:
     assert_rejected(PathDelta, delta(count=0), ("count",), "greater than or equal to 1")
+    assert_rejected(PathDelta, delta(count=2), (), "item arrays must all have count (2) entries")
     assert_rejected(PathDelta, delta(successes=3.0), (), "!= count")
-    assert_rejected(PathDelta, delta(offset_start=200), (), "offset_start 200 > offset_end 140")
     assert_rejected(
         PathDelta, delta(first_event_at="2026-01-02T03:04:07Z"), (), "first_event_at is after"
     )
     assert_rejected(PathDelta, delta(cost_n=4), (), "cannot exceed count")
-    assert_rejected(PathDelta, delta(rewards=[1.0] * 4), (), "4 rewards for a count of 3")
     assert_rejected(PathDelta, delta(rewards=[1.5, 1.0, 1.0]), ("rewards", 0), "less than")
+    assert_rejected(PathDelta, delta(d_offsets=[100, 150, 95]), (), "beyond the delta's position")
+    assert_rejected(PathDelta, delta(o_offsets=[140, -2, -1]), (), "beyond the delta's position")
+    bad_position = {"decisions": 10, "outcomes": 10, "expired": 11}
+    assert_rejected(
+        PathDelta, delta(position=bad_position), ("position",), "expired 11 > decisions"
+    )
 
 
 def test_joined_reward() -> None:

@@ -18,6 +18,7 @@ from schemas import (
     REASONS,
     DecisionEvent,
     DegradationAlert,
+    JoinPosition,
     OutcomeEvent,
     PathDelta,
     PathStats,
@@ -132,10 +133,18 @@ def deltas(draw: st.DrawFn) -> PathDelta:
     count = len(rewards)
     successes = sum(rewards)
     first, last = sorted([draw(timestamps), draw(timestamps)])
-    start = draw(st.integers(min_value=0, max_value=2**40))
+    decisions = draw(st.integers(min_value=1, max_value=2**40))
+    outcomes = draw(st.integers(min_value=1, max_value=2**40))
+    maybe_cost = st.none() | non_negative
     return PathDelta(
         goal=draw(identifiers),
         path=draw(identifiers),
+        source_partition=draw(st.integers(min_value=0, max_value=1023)),
+        position=JoinPosition(
+            decisions=decisions,
+            outcomes=outcomes,
+            expired=draw(st.integers(min_value=0, max_value=decisions)),
+        ),
         count=count,
         successes=successes,
         failures=count - successes,
@@ -145,10 +154,12 @@ def deltas(draw: st.DrawFn) -> PathDelta:
         latency_n=draw(st.integers(min_value=0, max_value=count)),
         first_event_at=first,
         last_event_at=last,
-        rewards=tuple(rewards[-draw(st.integers(min_value=0, max_value=count)) :]),
-        source_partition=draw(st.integers(min_value=0, max_value=1023)),
-        offset_start=start,
-        offset_end=start + draw(st.integers(min_value=0, max_value=10**6)),
+        d_offsets=tuple(draw(st.integers(0, decisions - 1)) for _ in rewards),
+        o_offsets=tuple(draw(st.integers(-1, outcomes - 1)) for _ in rewards),
+        rewards=tuple(rewards),
+        event_times=tuple(draw(st.floats(0, 4e9)) for _ in rewards),
+        costs=tuple(draw(maybe_cost) for _ in rewards),
+        latencies=tuple(draw(maybe_cost) for _ in rewards),
     )
 
 

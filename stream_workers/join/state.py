@@ -1,0 +1,318 @@
+"""The join state of one input partition: pure logic, no I/O (see docs/recovery.md).
+
+Decisions wait for their first outcome; outcomes that arrive first wait for their decision.
+Time is event time, kept as two clocks: the largest ``occurred_at`` read from the outcomes
+topic and the largest ``decided_at`` read from the decisions topic. A decision's window closes
+on the outcome clock (its outcome can only come from there) and an orphan's grace on the
+decision clock, so reading one topic ahead of the other does not close windows early, and a
+backfill lands in history.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from schemas import DecisionEvent, JoinPosition, OutcomeEvent
+
+__all__ = ["COUNTERS", "Item", "JoinConfig", "PartitionJoin"]
+
+#: Counter names, per goal ("" when the goal is unknown: an outcome that never met its decision).
+COUNTERS: Final = (
+    "decisions",
+    "outcomes",
+    "joined",
+    "duplicates",
+    "replays",
+    "unreported",
+    "expired_failures",
+    "unmatched",
+    "evicted",
+    "dead_lettered",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JoinConfig:
+    """Join semantics. Durations are seconds of event time."""
+
+    outcome_window: float = 3600.0
+    window_overrides: Mapping[str, float] = field(default_factory=dict)
+    orphan_grace: float = 120.0
+    on_timeout: Literal["ignore", "failure"] = "ignore"
+    duplicate_horizon: float = 120.0
+    max_pending: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        for name in ("outcome_window", "orphan_grace", "duplicate_horizon"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for goal, seconds in self.window_overrides.items():
+            if not seconds > 0:
+                raise ValueError(f"outcome window of goal {goal!r} must be > 0, got {seconds!r}")
+        if self.on_timeout not in ("ignore", "failure"):
+            raise ValueError(f"on_timeout must be 'ignore' or 'failure', got {self.on_timeout!r}")
+        if self.max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {self.max_pending!r}")
+
+    def window(self, goal: str) -> float:
+        return self.window_overrides.get(goal, self.outcome_window)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One joined outcome (or a decision that expired with ``on_timeout = failure``)."""
+
+    goal: str
+    path: str
+    d_off: int
+    o_off: int  # -1: expired decision
+    reward: float
+    event_time: float
+    cost: float | None
+    latency: float | None
+
+
+@dataclass(slots=True)
+class _Pending:
+    d_off: int
+    goal: str
+    path: str
+    event_id: str
+    expires_at: float
+    o_low: int  # lowest outcome offset that could still meet this decision
+
+
+@dataclass(slots=True)
+class _Resolved:
+    outcome_event_id: str  # "" when the decision expired without an outcome
+    until: float
+    d_off: int
+
+
+@dataclass(slots=True)
+class _Orphan:
+    o_off: int
+    event: OutcomeEvent
+    expires_at: float
+
+
+class PartitionJoin:
+    """Join state of ``decisions[p]`` and ``outcomes[p]`` for one partition ``p``."""
+
+    def __init__(
+        self,
+        partition: int,
+        config: JoinConfig,
+        *,
+        start: tuple[int, int] = (0, 0),
+        clocks: tuple[float, float] = (0.0, 0.0),
+    ) -> None:
+        """``start``: the decision and outcome offsets reading begins at (a checkpoint's
+        ``replay_start`` when rebuilding: read up to its position with ``replaying`` set).
+        ``clocks``: the decision and outcome clocks to start from (a checkpoint's)."""
+        self.partition = partition
+        self.config = config
+        self._d, self._o = start
+        self.decision_time, self.outcome_time = clocks
+        self.replaying = False
+        self._pending: dict[str, _Pending] = {}
+        self._orphans: dict[str, _Orphan] = {}
+        # Joined traces, remembered for duplicate_horizon to classify later events of them.
+        self._resolved: dict[str, _Resolved] = {}
+        # (d_off, o_low, trace) of joined decisions, for replay_start; stale entries (expired
+        # from _resolved) are dropped lazily when they reach the top.
+        self._resolved_heap: list[tuple[int, int, str]] = []
+        self._items: list[Item] = []
+        self.counters: dict[str, Counter[str]] = {name: Counter() for name in COUNTERS}
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _count(self, name: str, goal: str) -> None:
+        if not self.replaying:
+            self.counters[name][goal] += 1
+
+    @property
+    def clocks(self) -> tuple[float, float]:
+        return self.decision_time, self.outcome_time
+
+    def skip_decision(self, offset: int) -> None:
+        """A decision message that could not be read (it goes to the dead-letter topic)."""
+        self._d = offset + 1
+        self._count("dead_lettered", "")
+
+    def skip_outcome(self, offset: int) -> None:
+        self._o = offset + 1
+        self._count("dead_lettered", "")
+
+    def on_decision(self, offset: int, event: DecisionEvent) -> None:
+        self._d = offset + 1
+        decided = event.decided_at.timestamp()
+        if decided > self.decision_time:
+            self.decision_time = decided
+        trace = event.trace_id
+        goal = event.goal
+        if trace in self._pending or trace in self._resolved:
+            self._count("replays", goal)
+            return
+        self._count("decisions", goal)
+        o_low = next(iter(self._orphans.values())).o_off if self._orphans else self._o
+        orphan = self._orphans.pop(trace, None)
+        if orphan is not None:
+            self._join(offset, o_low, goal, event.path, orphan.o_off, orphan.event)
+            return
+        self._pending[trace] = _Pending(
+            offset, goal, event.path, event.event_id, decided + self.config.window(goal), o_low
+        )
+        if len(self._pending) > self.config.max_pending:
+            self._expire_front(evicted=True)
+
+    def on_outcome(self, offset: int, event: OutcomeEvent) -> None:
+        self._o = offset + 1
+        occurred = event.occurred_at.timestamp()
+        if occurred > self.outcome_time:
+            self.outcome_time = occurred
+        trace = event.trace_id
+        pending = self._pending.pop(trace, None)
+        if pending is not None:
+            self._join(pending.d_off, pending.o_low, pending.goal, pending.path, offset, event)
+            return
+        orphan = self._orphans.get(trace)
+        if orphan is not None:
+            self._count("replays" if orphan.event.event_id == event.event_id else "duplicates", "")
+            return
+        resolved = self._resolved.get(trace)
+        if resolved is not None:
+            if not resolved.outcome_event_id:  # its decision expired: too late
+                self._count("unmatched", "")
+            elif resolved.outcome_event_id == event.event_id:
+                self._count("replays", "")
+            else:
+                self._count("duplicates", "")
+            return
+        expires = max(self.decision_time, occurred) + self.config.orphan_grace
+        self._orphans[trace] = _Orphan(offset, event, expires)
+
+    def _resolve(self, trace: str, outcome_event_id: str, d_off: int, o_low: int) -> None:
+        """Remember a joined or expired trace, so that a replayed decision or a later outcome
+        of it is recognised rather than joined again."""
+        until = max(self.decision_time, self.outcome_time) + self.config.duplicate_horizon
+        self._resolved[trace] = _Resolved(outcome_event_id, until, d_off)
+        heapq.heappush(self._resolved_heap, (d_off, o_low, trace))
+
+    def _join(
+        self, d_off: int, o_low: int, goal: str, path: str, o_off: int, event: OutcomeEvent
+    ) -> None:
+        self._resolve(event.trace_id, event.event_id, d_off, o_low)
+        if self.replaying:
+            return
+        self.counters["outcomes"][goal] += 1
+        self.counters["joined"][goal] += 1
+        score = event.score
+        reward = score if score is not None else (1.0 if event.success else 0.0)
+        self._items.append(
+            Item(
+                goal,
+                path,
+                d_off,
+                o_off,
+                reward,
+                event.occurred_at.timestamp(),
+                event.cost_usd,
+                event.latency_ms,
+            )
+        )
+
+    # -- expiry ------------------------------------------------------------------------------
+
+    def _expire_front(self, *, evicted: bool = False) -> None:
+        trace, first = next(iter(self._pending.items()))
+        del self._pending[trace]
+        self._resolve(trace, "", first.d_off, first.o_low)
+        if self.replaying:
+            return
+        if evicted:
+            self.counters["evicted"][first.goal] += 1
+        if self.config.on_timeout == "failure":
+            self.counters["expired_failures"][first.goal] += 1
+            self._items.append(
+                Item(first.goal, first.path, first.d_off, -1, 0.0, first.expires_at, None, None)
+            )
+        elif not evicted:
+            self.counters["unreported"][first.goal] += 1
+
+    def expire(self, limit: int = 10_000) -> int:
+        """Close the windows the clocks have passed, oldest first, at most ``limit``.
+
+        Decisions expire in the order they were read: one with a long window at the front
+        holds back later ones until it expires (they are then expired together)."""
+        done = 0
+        while self._pending and done < limit:
+            if next(iter(self._pending.values())).expires_at >= self.outcome_time:
+                break
+            self._expire_front()
+            done += 1
+        while self._orphans and done < limit:
+            trace, orphan = next(iter(self._orphans.items()))
+            if orphan.expires_at >= self.decision_time:
+                break
+            del self._orphans[trace]
+            self._count("unmatched", "")
+            done += 1
+        while self._resolved and done < limit:
+            trace, resolved = next(iter(self._resolved.items()))
+            if resolved.until >= min(self.decision_time, self.outcome_time):
+                break
+            del self._resolved[trace]
+            done += 1
+        return done
+
+    def _oldest_resolved(self) -> tuple[int, int] | None:
+        heap = self._resolved_heap
+        while heap:
+            d_off, o_low, trace = heap[0]
+            entry = self._resolved.get(trace)
+            if entry is not None and entry.d_off == d_off:
+                return d_off, o_low
+            heapq.heappop(heap)
+        return None
+
+    # -- progress ----------------------------------------------------------------------------
+
+    @property
+    def position(self) -> JoinPosition:
+        expired = next(iter(self._pending.values())).d_off if self._pending else self._d
+        return JoinPosition.model_construct(decisions=self._d, outcomes=self._o, expired=expired)
+
+    @property
+    def replay_start(self) -> tuple[int, int]:
+        """Where a rebuild must start reading decisions and outcomes to recreate this state:
+        the oldest decision still pending or joined within the duplicate horizon, and the
+        lowest outcome offset noted when it was read (see docs/recovery.md)."""
+        candidates = []
+        if self._pending:
+            first = next(iter(self._pending.values()))
+            candidates.append((first.d_off, first.o_low))
+        oldest = self._oldest_resolved()
+        if oldest is not None:
+            candidates.append(oldest)
+        if candidates:
+            return min(candidates)
+        o_low = next(iter(self._orphans.values())).o_off if self._orphans else self._o
+        return self._d, o_low
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
+    def orphans(self) -> int:
+        return len(self._orphans)
+
+    def drain(self) -> list[Item]:
+        """The items joined (or expired) since the last drain, in the order they happened."""
+        items, self._items = self._items, []
+        return items
