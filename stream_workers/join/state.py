@@ -109,16 +109,20 @@ class PartitionJoin:
         config: JoinConfig,
         *,
         start: tuple[int, int] = (0, 0),
+        replay_until: tuple[int, int] = (0, 0),
         clocks: tuple[float, float] = (0.0, 0.0),
     ) -> None:
-        """``start``: the decision and outcome offsets reading begins at (a checkpoint's
-        ``replay_start`` when rebuilding: read up to its position with ``replaying`` set).
-        ``clocks``: the decision and outcome clocks to start from (a checkpoint's)."""
+        """Rebuilding from a checkpoint: ``start`` is its ``replay_start``, ``replay_until``
+        the decision and outcome offsets of its position, ``clocks`` its clocks.
+
+        Events below ``replay_until`` were processed before the checkpoint: they rebuild state
+        but are not counted, and a join is emitted only if one of its halves is newer. Nothing
+        expires until both topics are read up to ``replay_until``."""
         self.partition = partition
         self.config = config
         self._d, self._o = start
+        self._replay_d, self._replay_o = replay_until
         self.decision_time, self.outcome_time = clocks
-        self.replaying = False
         self._pending: dict[str, _Pending] = {}
         self._orphans: dict[str, _Orphan] = {}
         # Joined traces, remembered for duplicate_horizon to classify later events of them.
@@ -131,9 +135,11 @@ class PartitionJoin:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _count(self, name: str, goal: str) -> None:
-        if not self.replaying:
-            self.counters[name][goal] += 1
+    @property
+    def replaying(self) -> bool:
+        """True until both topics are read up to the checkpoint rebuilt from. Do not write a
+        checkpoint meanwhile: the clocks are the old checkpoint's, ahead of what was read."""
+        return self._d < self._replay_d or self._o < self._replay_o
 
     @property
     def clocks(self) -> tuple[float, float]:
@@ -142,11 +148,13 @@ class PartitionJoin:
     def skip_decision(self, offset: int) -> None:
         """A decision message that could not be read (it goes to the dead-letter topic)."""
         self._d = offset + 1
-        self._count("dead_lettered", "")
+        if offset >= self._replay_d:
+            self.counters["dead_lettered"][""] += 1
 
     def skip_outcome(self, offset: int) -> None:
         self._o = offset + 1
-        self._count("dead_lettered", "")
+        if offset >= self._replay_o:
+            self.counters["dead_lettered"][""] += 1
 
     def on_decision(self, offset: int, event: DecisionEvent) -> None:
         self._d = offset + 1
@@ -155,10 +163,13 @@ class PartitionJoin:
             self.decision_time = decided
         trace = event.trace_id
         goal = event.goal
+        counters = self.counters if offset >= self._replay_d else None
         if trace in self._pending or trace in self._resolved:
-            self._count("replays", goal)
+            if counters is not None:
+                counters["replays"][goal] += 1
             return
-        self._count("decisions", goal)
+        if counters is not None:
+            counters["decisions"][goal] += 1
         o_low = next(iter(self._orphans.values())).o_off if self._orphans else self._o
         orphan = self._orphans.pop(trace, None)
         if orphan is not None:
@@ -180,18 +191,19 @@ class PartitionJoin:
         if pending is not None:
             self._join(pending.d_off, pending.o_low, pending.goal, pending.path, offset, event)
             return
+        counters = self.counters if offset >= self._replay_o else None
         orphan = self._orphans.get(trace)
-        if orphan is not None:
-            self._count("replays" if orphan.event.event_id == event.event_id else "duplicates", "")
-            return
         resolved = self._resolved.get(trace)
-        if resolved is not None:
-            if not resolved.outcome_event_id:  # its decision expired: too late
-                self._count("unmatched", "")
-            elif resolved.outcome_event_id == event.event_id:
-                self._count("replays", "")
-            else:
-                self._count("duplicates", "")
+        if orphan is not None or resolved is not None:
+            if counters is not None:
+                if orphan is not None:
+                    seen = orphan.event.event_id
+                else:
+                    seen = resolved.outcome_event_id if resolved is not None else ""
+                if not seen:  # its decision expired without an outcome: too late
+                    counters["unmatched"][""] += 1
+                else:
+                    counters["replays" if seen == event.event_id else "duplicates"][""] += 1
             return
         expires = max(self.decision_time, occurred) + self.config.orphan_grace
         self._orphans[trace] = _Orphan(offset, event, expires)
@@ -207,8 +219,8 @@ class PartitionJoin:
         self, d_off: int, o_low: int, goal: str, path: str, o_off: int, event: OutcomeEvent
     ) -> None:
         self._resolve(event.trace_id, event.event_id, d_off, o_low)
-        if self.replaying:
-            return
+        if d_off < self._replay_d and o_off < self._replay_o:
+            return  # joined before the checkpoint: already emitted
         self.counters["outcomes"][goal] += 1
         self.counters["joined"][goal] += 1
         score = event.score
@@ -232,8 +244,6 @@ class PartitionJoin:
         trace, first = next(iter(self._pending.items()))
         del self._pending[trace]
         self._resolve(trace, "", first.d_off, first.o_low)
-        if self.replaying:
-            return
         if evicted:
             self.counters["evicted"][first.goal] += 1
         if self.config.on_timeout == "failure":
@@ -250,6 +260,8 @@ class PartitionJoin:
         Decisions expire in the order they were read: one with a long window at the front
         holds back later ones until it expires (they are then expired together)."""
         done = 0
+        if self.replaying:
+            return 0
         while self._pending and done < limit:
             if next(iter(self._pending.values())).expires_at >= self.outcome_time:
                 break
@@ -260,7 +272,7 @@ class PartitionJoin:
             if orphan.expires_at >= self.decision_time:
                 break
             del self._orphans[trace]
-            self._count("unmatched", "")
+            self.counters["unmatched"][""] += 1
             done += 1
         while self._resolved and done < limit:
             trace, resolved = next(iter(self._resolved.items()))

@@ -115,17 +115,14 @@ def run_with_crashes(s: Scenario, rng: random.Random, crashes: int, config: Join
     checkpoint = Checkpoint(JoinPosition(decisions=0, outcomes=0, expired=0), (0, 0), (0.0, 0.0))
     crash_points = sorted(rng.sample(range(1, len(s.decisions)), crashes))
     for life in range(crashes + 1):
-        join = PartitionJoin(7, config, start=checkpoint.replay_start, clocks=checkpoint.clocks)
-        join.replaying = True
-        feed(
-            join,
-            s,
-            (checkpoint.replay_start[0], checkpoint.position.decisions),
-            (checkpoint.replay_start[1], checkpoint.position.outcomes),
-            rng,
+        position = checkpoint.position
+        join = PartitionJoin(
+            7,
+            config,
+            start=checkpoint.replay_start,
+            replay_until=(position.decisions, position.outcomes),
+            clocks=checkpoint.clocks,
         )
-        join.replaying = False
-        assert join.position.decisions == checkpoint.position.decisions
         unacked: list[PathDelta] = []
         crash_at = crash_points[life] if life < crashes else None
 
@@ -134,17 +131,19 @@ def run_with_crashes(s: Scenario, rng: random.Random, crashes: int, config: Join
             join.expire(limit=rng.randint(1, 50))
             if rng.random() < 0.3:  # a flush
                 unacked.extend(build_deltas(7, join.position, join.drain()))
-                if rng.random() < 0.5:  # acknowledged, then checkpointed
+                if rng.random() < 0.5:  # acknowledged
                     durable.extend(unacked)
                     unacked = []
-                    checkpoint = Checkpoint(join.position, join.replay_start, join.clocks)
+                    if not join.replaying:  # then checkpointed, once replay has caught up
+                        checkpoint = Checkpoint(join.position, join.replay_start, join.clocks)
             return crash_at is not None and join.position.decisions >= crash_at
 
+        # Replay and live reading are one read per topic, interleaved as the broker delivers.
         feed(
             join,
             s,
-            (checkpoint.position.decisions, len(s.decisions)),
-            (checkpoint.position.outcomes, len(s.outcomes)),
+            (checkpoint.replay_start[0], len(s.decisions)),
+            (checkpoint.replay_start[1], len(s.outcomes)),
             rng,
             on_step=step,
         )
