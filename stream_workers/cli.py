@@ -38,7 +38,14 @@ def _version() -> str:
 def _settings(args: argparse.Namespace) -> WorkerSettings:
     """Environment settings, overridden by whichever connection flags were given."""
     overrides: dict[str, Any] = {}
-    for flag in ("bootstrap_servers", "topic_prefix", "partitions", "replication_factor"):
+    flags = (
+        "bootstrap_servers",
+        "topic_prefix",
+        "partitions",
+        "replication_factor",
+        "metrics_port",
+    )
+    for flag in flags:
         value = getattr(args, flag, None)
         if value is not None:
             overrides[flag] = value
@@ -106,6 +113,12 @@ def _cmd_schemas_export(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_worker(args: argparse.Namespace, console: Console) -> int:
+    from .worker import run_worker
+
+    run_worker(_settings(args), loglevel=args.loglevel)
+
+
 def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from .demo import run_demo
 
@@ -147,6 +160,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop by itself after this long (default: run until Ctrl-C)",
     )
     demo.set_defaults(func=_cmd_demo)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run a pipeline worker (join stage) until SIGTERM or Ctrl-C",
+        description="Run one worker process: it joins decisions with outcomes for the input "
+        "partitions it is assigned and emits per-(goal, path) deltas. Start several to share "
+        "the partitions. Refuses to start unless decisions and outcomes are co-partitioned. "
+        "Join settings (OUTROUTE_OUTCOME_WINDOW, OUTROUTE_ORPHAN_GRACE, OUTROUTE_ON_TIMEOUT, "
+        "...) come from the environment; see docs/deploy.md.",
+    )
+    _add_connection_flags(worker)
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off)",
+    )
+    worker.add_argument(
+        "-l",
+        "--loglevel",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="default: warning",
+    )
+    worker.set_defaults(func=_cmd_worker)
 
     topics = commands.add_parser("topics", help="create and inspect outroute's Kafka topics")
     topic_commands = topics.add_subparsers(title="commands", metavar="COMMAND", required=True)

@@ -1,9 +1,28 @@
 """Settings of the worker processes and the CLI (environment prefix ``OUTROUTE_``).
 
-Everything in :class:`schemas.OutrouteSettings`, plus what only the workers need.
+Everything in :class:`schemas.OutrouteSettings`, plus what only the workers need. Durations are
+seconds.
+
+=================================  ==========  ==================================================
+variable                           default     meaning
+=================================  ==========  ==================================================
+OUTROUTE_REPLICATION_FACTOR        1           replication of topics created by outroute
+OUTROUTE_OUTCOME_WINDOW            3600        how long a decision waits for its outcome
+OUTROUTE_WINDOW_OVERRIDES          {}          JSON object: per-goal outcome windows
+OUTROUTE_ORPHAN_GRACE              120         how long an early outcome waits for its decision
+OUTROUTE_ON_TIMEOUT                ignore      ``ignore`` or ``failure`` for unreported decisions
+OUTROUTE_DUPLICATE_HORIZON         120         how long joined traces are remembered
+OUTROUTE_MAX_PENDING               1000000     pending decisions per partition before eviction
+OUTROUTE_FLUSH_INTERVAL            0.1         how often joined outcomes are flushed as deltas
+OUTROUTE_METRICS_PORT              (off)       serve Prometheus /metrics on this port
+OUTROUTE_METRICS_BIND              0.0.0.0     address the metrics server listens on
+OUTROUTE_SESSION_TIMEOUT           6           consumer group session timeout
+=================================  ==========  ==================================================
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field
 
@@ -18,3 +37,18 @@ class WorkerSettings(OutrouteSettings):
     replication_factor: int = Field(
         default=1, ge=1, le=32, description="Replication factor of topics created by outroute."
     )
+    outcome_window: float = Field(default=3600.0, gt=0)
+    window_overrides: dict[str, float] = Field(default_factory=dict)
+    orphan_grace: float = Field(default=120.0, gt=0)
+    on_timeout: Literal["ignore", "failure"] = "ignore"
+    duplicate_horizon: float = Field(default=120.0, gt=0)
+    max_pending: int = Field(default=1_000_000, ge=1)
+    flush_interval: float = Field(default=0.1, gt=0, le=10)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_bind: str = "0.0.0.0"
+    session_timeout: float = Field(default=6.0, ge=1, le=300)
+
+    @property
+    def join_group(self) -> str:
+        """Consumer group of the join stage (one per topic prefix)."""
+        return f"{self.topic_prefix}.join"

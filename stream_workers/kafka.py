@@ -1,0 +1,96 @@
+"""Kafka client options for the workers' aiokafka/Faust clients.
+
+Settings carry librdkafka names (``OUTROUTE_KAFKA_CONFIG``) because the SDK uses librdkafka; the
+workers translate the security settings to aiokafka's. A setting they cannot translate is an
+error at start-up, naming it, rather than a silently insecure connection.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any, Final
+
+from .errors import WorkerError
+from .settings import WorkerSettings
+
+__all__ = ["aiokafka_options", "faust_broker_credentials"]
+
+_SUPPORTED: Final = frozenset(
+    {
+        "security.protocol",
+        "sasl.mechanism",
+        "sasl.mechanisms",
+        "sasl.username",
+        "sasl.password",
+        "ssl.ca.location",
+        "ssl.certificate.location",
+        "ssl.key.location",
+        "ssl.key.password",
+        "client.id",
+        # producer-side knobs the SDK uses; meaningless to the workers, accepted and ignored
+        "linger.ms",
+        "compression.type",
+        "acks",
+    }
+)
+
+
+def _config(settings: WorkerSettings) -> dict[str, str]:
+    config = {k: v.get_secret_value() for k, v in settings.kafka_config.items()}
+    unsupported = sorted(set(config) - _SUPPORTED)
+    if unsupported:
+        raise WorkerError(
+            f"OUTROUTE_KAFKA_CONFIG settings not supported by the workers: {unsupported}; "
+            f"supported: {sorted(_SUPPORTED)}"
+        )
+    return config
+
+
+def _ssl_context(config: dict[str, str]) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=config.get("ssl.ca.location"))
+    if "ssl.certificate.location" in config:
+        context.load_cert_chain(
+            config["ssl.certificate.location"],
+            config.get("ssl.key.location"),
+            config.get("ssl.key.password"),
+        )
+    return context
+
+
+def aiokafka_options(settings: WorkerSettings) -> dict[str, Any]:
+    """Keyword arguments shared by AIOKafkaConsumer and AIOKafkaProducer."""
+    config = _config(settings)
+    protocol = config.get("security.protocol", "PLAINTEXT").upper()
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers.split(","),
+        "security_protocol": protocol,
+    }
+    if "client.id" in config:
+        options["client_id"] = config["client.id"]
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = _ssl_context(config)
+    if protocol.startswith("SASL"):
+        options["sasl_mechanism"] = config.get(
+            "sasl.mechanism", config.get("sasl.mechanisms", "PLAIN")
+        ).upper()
+        options["sasl_plain_username"] = config.get("sasl.username")
+        options["sasl_plain_password"] = config.get("sasl.password")
+    return options
+
+
+def faust_broker_credentials(settings: WorkerSettings) -> Any:
+    """Faust's ``broker_credentials`` for the same settings (None for plaintext)."""
+    import faust
+
+    config = _config(settings)
+    protocol = config.get("security.protocol", "PLAINTEXT").upper()
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return faust.SSLCredentials(_ssl_context(config))
+    return faust.SASLCredentials(
+        username=config.get("sasl.username"),
+        password=config.get("sasl.password"),
+        mechanism=config.get("sasl.mechanism", config.get("sasl.mechanisms", "PLAIN")).upper(),
+        ssl_context=_ssl_context(config) if protocol == "SASL_SSL" else None,
+    )

@@ -1,0 +1,41 @@
+"""Prometheus text exposition of the worker's counters (served at /metrics when enabled)."""
+
+from __future__ import annotations
+
+from .join.service import JoinService
+
+__all__ = ["render_metrics"]
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_metrics(join: JoinService) -> str:
+    lines = [
+        "# HELP outroute_join_events_total Join stage events by goal and kind.",
+        "# TYPE outroute_join_events_total counter",
+    ]
+    for kind, counter in sorted(join.counters().items()):
+        for goal, value in sorted(counter.items()):
+            lines.append(
+                f'outroute_join_events_total{{goal="{_label(goal)}",kind="{kind}"}} {value}'
+            )
+    gauges = {
+        "outroute_join_partitions": ("Input partitions owned.", len(join.partitions)),
+        "outroute_join_pending_decisions": ("Decisions waiting for outcomes.", join.pending()),
+    }
+    counters = {
+        "outroute_join_deltas_sent_total": ("PathDeltas acknowledged.", join.deltas_sent),
+        "outroute_join_checkpoints_total": ("Checkpoints written.", join.checkpoints_written),
+        "outroute_join_checkpoint_errors_total": (
+            "Failed checkpoint writes.",
+            join.checkpoint_errors,
+        ),
+        "outroute_join_send_errors_total": ("Failed sends (retried).", join.send_errors),
+    }
+    for name, (help_text, value) in gauges.items():
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
+    for name, (help_text, value) in counters.items():
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
+    return "\n".join(lines) + "\n"
