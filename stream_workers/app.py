@@ -28,7 +28,6 @@ def create_app(settings: WorkerSettings) -> tuple[faust.App, JoinService]:
         web_enabled=settings.metrics_port is not None,
         web_port=settings.metrics_port or 6066,
         web_bind=settings.metrics_bind,
-        web_transport="aiohttp://",
     )
     join = JoinService(settings)
     app.service(join)  # type: ignore[arg-type]  # an instance works as well as a class

@@ -1,0 +1,214 @@
+"""The join worker against the real broker and Redis: totals, dead letters, kill -9, scaling."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from _pipeline import DeltaReader, Worker, produce_scenario
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from schemas import Topics
+from stream_workers import WorkerSettings
+
+from _support import read_topic, wait_until
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+    yield started
+    for worker in started:
+        if worker.process.poll() is None:
+            worker.stop()
+
+
+def drain_until_total(
+    reader: DeltaReader,
+    total: int,
+    timeout: float,
+    running: list[Worker] = (),  # type: ignore[assignment]
+) -> None:
+    def done() -> bool:
+        for worker in running:
+            if worker.process.poll() is not None:
+                pytest.fail(f"worker exited {worker.process.returncode}:\n{worker.log()[-4000:]}")
+        reader.poll()
+        return sum(reader.joined.values()) >= total
+
+    wait_until(done, timeout=timeout, interval=0, what=f"{total} joined outcomes")
+    # and nothing more arrives that would be counted (duplicates would show up here)
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:
+        reader.poll(0.1)
+
+
+def test_out_of_order_replays_and_garbage_are_joined_and_counted_exactly(
+    settings: WorkerSettings,
+    topics: Topics,
+    redis_client: redis.Redis,
+    workers: list[Worker],
+    tmp_path: Path,
+) -> None:
+    expected = produce_scenario(settings, 3000, seed=1, garbage_rate=0.1)
+    worker = Worker(settings, tmp_path, metrics=True)
+    workers.append(worker)
+    reader = DeltaReader(settings)
+    try:
+        drain_until_total(reader, sum(expected.joined.values()), timeout=60, running=[worker])
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}; got {sum(reader.joined.values())}; worker log:\n{worker.log()[-4000:]}"
+        ) from exc
+    finally:
+        reader.close()
+    assert reader.joined == expected.joined
+    assert reader.reward == expected.reward
+
+    dead = read_topic(
+        settings.bootstrap_servers,
+        topics.dead_letter.name,
+        until=lambda m: len(m) >= expected.garbage,
+    )
+    assert len(dead) == expected.garbage
+    record = json.loads(dead[0].value())
+    assert record["topic"] in (topics.decisions.name, topics.outcomes.name)
+    assert {"partition", "offset", "error", "value_b64"} <= set(record)
+    assert record["error"]
+
+    def metric(kind: str) -> float:
+        values = worker.metrics()
+        return sum(v for k, v in values.items() if f'kind="{kind}"' in k)
+
+    wait_until(lambda: metric("joined") == sum(expected.joined.values()), timeout=10)
+    assert metric("dead_lettered") == expected.garbage
+    assert metric("replays") == expected.replays
+    assert metric("decisions") == 3000
+    assert worker.metrics()["outroute_join_partitions"] == 4
+    assert worker.stop() == 0
+    # A clean stop wrote a checkpoint for every partition.
+    keys = redis_client.keys(f"{settings.redis_key_prefix}:join:*")
+    assert len(keys) == 4
+
+
+def caught_up(worker: Worker) -> bool:
+    """The worker has rebuilt its partitions and checkpointed: it is consuming live input."""
+    if worker.process.poll() is not None:
+        pytest.fail(f"worker exited {worker.process.returncode}:\n{worker.log()[-4000:]}")
+    try:
+        return worker.metrics().get("outroute_join_checkpoints_total", 0) > 0
+    except httpx.HTTPError:
+        return False  # its web server is not up yet
+
+
+def test_kill_9_mid_stream_totals_stay_exact(
+    settings: WorkerSettings, topics: Topics, workers: list[Worker], tmp_path: Path
+) -> None:
+    pairs = 20_000
+    expected_holder: list = []
+    producer = threading.Thread(
+        target=lambda: expected_holder.append(produce_scenario(settings, pairs, seed=7, rate=1000)),
+        daemon=True,
+    )
+    producer.start()
+    reader = DeltaReader(settings)
+    rng = random.Random(20261122)
+    startups: list[float] = []
+    try:
+        worker = Worker(settings, tmp_path, metrics=True)
+        workers.append(worker)
+        wait_until(lambda: caught_up(worker), timeout=30, what="the first worker to consume")
+        startups.append(time.monotonic() - worker.started)
+        for _ in range(3):
+            deadline = time.monotonic() + rng.uniform(1.0, 3.0)
+            while time.monotonic() < deadline:
+                reader.poll(0.05)
+            worker.kill()
+            worker = Worker(settings, tmp_path, metrics=True)
+            workers.append(worker)
+            wait_until(lambda w=worker: caught_up(w), timeout=40, what="the restarted worker")
+            startups.append(time.monotonic() - worker.started)
+        producer.join(60)
+        expected = expected_holder[0]
+        drain_until_total(reader, sum(expected.joined.values()), timeout=90, running=[worker])
+    finally:
+        reader.close()
+    assert reader.joined == expected.joined, "lost or double-counted outcomes"
+    assert reader.reward == expected.reward
+    assert startups[0] < 15, f"first start took {startups[0]:.1f} s"
+    assert max(startups[1:]) < 30, f"restarts took {startups[1:]}"
+    print(
+        f"start {startups[0]:.1f} s, restarts {', '.join(f'{r:.1f} s' for r in startups[1:])}; "
+        f"{reader.raw_items - sum(expected.joined.values())} re-emitted items dropped"
+    )
+
+
+def test_two_workers_split_the_partitions_and_total_the_same(
+    settings: WorkerSettings, topics: Topics, workers: list[Worker], tmp_path: Path
+) -> None:
+    expected = produce_scenario(settings, 4000, seed=3)
+    first = Worker(settings, tmp_path, metrics=True)
+    second = Worker(settings, tmp_path, metrics=True)
+    workers.extend([first, second])
+    reader = DeltaReader(settings)
+    try:
+        drain_until_total(
+            reader, sum(expected.joined.values()), timeout=60, running=[first, second]
+        )
+    finally:
+        reader.close()
+    assert reader.joined == expected.joined
+    owned = [w.metrics()["outroute_join_partitions"] for w in (first, second)]
+    assert sorted(owned) == [2, 2], owned
+
+
+def test_worker_refuses_topics_that_are_not_copartitioned(
+    settings: WorkerSettings, prefix: str, tmp_path: Path
+) -> None:
+    admin = AdminClient(settings.kafka_client_config())
+    new = [NewTopic(f"{prefix}.decisions", 4, 1), NewTopic(f"{prefix}.outcomes", 2, 1)]
+    for future in admin.create_topics(new).values():
+        future.result(10)
+    worker = Worker(settings, tmp_path)
+    assert worker.process.wait(30) == 1
+    assert f"{prefix}.decisions has 4 partitions but {prefix}.outcomes has 2" in worker.log()
+
+
+def test_lost_checkpoints_replay_everything_and_nothing_counts_twice(
+    settings: WorkerSettings,
+    topics: Topics,
+    redis_client: redis.Redis,
+    workers: list[Worker],
+    tmp_path: Path,
+) -> None:
+    expected = produce_scenario(settings, 2000, seed=5)
+    total = sum(expected.joined.values())
+    reader = DeltaReader(settings)
+    try:
+        first = Worker(settings, tmp_path)
+        workers.append(first)
+        drain_until_total(reader, total, timeout=60, running=[first])
+        assert first.stop() == 0
+        # Redis lost the join's checkpoints: the next worker replays from the beginning and
+        # emits every join again; the frontier must drop all of them.
+        deleted = redis_client.delete(*redis_client.keys(f"{settings.redis_key_prefix}:join:*"))
+        assert deleted == 4
+        second = Worker(settings, tmp_path)
+        workers.append(second)
+        wait_until(
+            lambda: (reader.poll(), reader.raw_items >= 2 * total)[1],
+            timeout=60,
+            what="the replayed joins",
+        )
+    finally:
+        reader.close()
+    assert reader.raw_items == 2 * total
+    assert reader.joined == expected.joined
+    assert reader.reward == expected.reward
