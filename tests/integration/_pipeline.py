@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from schemas import PARTITIONER, DecisionEvent, OutcomeEvent, PathDelta
@@ -31,7 +32,26 @@ class Expected:
     garbage: int = 0
     replays: int = 0
     duplicates: int = 0
-    unreported: int = 0
+    unreported: list[tuple[str, datetime]] = field(default_factory=list)  # (trace, decided_at)
+    outcomes: list[tuple[str, datetime]] = field(default_factory=list)  # (trace, occurred_at)
+
+    def expired(self, window: timedelta, partitions: int) -> int:
+        """Unreported decisions whose window the outcome clock of their partition passed."""
+        partitioner = DefaultPartitioner()
+        every = list(range(partitions))
+
+        def partition(trace: str) -> int:
+            return int(partitioner(trace.encode(), every, every))
+
+        clock: dict[int, datetime] = {}
+        for trace, at in self.outcomes:
+            p = partition(trace)
+            clock[p] = max(clock.get(p, at), at)
+        return sum(
+            1
+            for trace, decided in self.unreported
+            if partition(trace) in clock and decided + window < clock[partition(trace)]
+        )
 
 
 def produce_scenario(
@@ -66,6 +86,7 @@ def produce_scenario(
             decided_at=t0 + timedelta(milliseconds=i),
         ).model_dump_json()
         outcome = None
+        decided_at = t0 + timedelta(milliseconds=i)
         if rng.random() >= 0.02:
             success = rng.random() < 0.8
             outcome = OutcomeEvent(
@@ -77,8 +98,9 @@ def produce_scenario(
             ).model_dump_json()
             expected.joined[goal, path] += 1
             expected.reward[goal, path] += 1.0 if success else 0.0
+            expected.outcomes.append((trace, decided_at + timedelta(milliseconds=50)))
         else:
-            expected.unreported += 1
+            expected.unreported.append((trace, decided_at))
         key = trace.encode()
         sends = [(topics.decisions.name, decision)]
         if outcome is not None:
@@ -87,6 +109,11 @@ def produce_scenario(
             if rng.random() < 0.02:
                 sends.append((topics.outcomes.name, outcome))
                 expected.replays += 1
+            if rng.random() < 0.02:
+                verdict = OutcomeEvent.model_validate_json(outcome)
+                second = verdict.model_copy(update={"event_id": f"{trace}.o2"})
+                sends.append((topics.outcomes.name, second.model_dump_json()))
+                expected.duplicates += 1
         for topic, value in sends:
             producer.produce(topic, value.encode(), key)
         if rng.random() < garbage_rate:
@@ -107,8 +134,16 @@ def produce_scenario(
 class Worker:
     """An ``outroute worker`` process with its output in a log file."""
 
-    def __init__(self, settings: WorkerSettings, log_dir: Path, *, metrics: bool = False):
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        log_dir: Path,
+        *,
+        metrics: bool = False,
+        env: dict[str, str] | None = None,
+    ):
         self.metrics_port = free_port() if metrics else None
+        extra_env = env
         env = {
             **os.environ,
             "OUTROUTE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
@@ -116,6 +151,7 @@ class Worker:
             "OUTROUTE_TOPIC_PREFIX": settings.topic_prefix,
             "OUTROUTE_REDIS_KEY_PREFIX": settings.redis_key_prefix,
         }
+        env.update(extra_env or {})
         if self.metrics_port is not None:
             env["OUTROUTE_METRICS_PORT"] = str(self.metrics_port)
             env["OUTROUTE_METRICS_BIND"] = "127.0.0.1"

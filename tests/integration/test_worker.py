@@ -7,17 +7,18 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
-from _pipeline import DeltaReader, Worker, produce_scenario
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas import Topics
 from stream_workers import WorkerSettings
 
+from _pipeline import DeltaReader, Worker, produce_scenario
 from _support import read_topic, wait_until
 
 
@@ -58,7 +59,8 @@ def test_out_of_order_replays_and_garbage_are_joined_and_counted_exactly(
     tmp_path: Path,
 ) -> None:
     expected = produce_scenario(settings, 3000, seed=1, garbage_rate=0.1)
-    worker = Worker(settings, tmp_path, metrics=True)
+    # A 1 s window: unreported decisions expire once the outcome clock is 1 s past them.
+    worker = Worker(settings, tmp_path, metrics=True, env={"OUTROUTE_OUTCOME_WINDOW": "1"})
     workers.append(worker)
     reader = DeltaReader(settings)
     try:
@@ -90,7 +92,11 @@ def test_out_of_order_replays_and_garbage_are_joined_and_counted_exactly(
     wait_until(lambda: metric("joined") == sum(expected.joined.values()), timeout=10)
     assert metric("dead_lettered") == expected.garbage
     assert metric("replays") == expected.replays
+    assert metric("duplicates") == expected.duplicates
     assert metric("decisions") == 3000
+    expired = expected.expired(timedelta(seconds=1), topics.decisions.partitions)
+    assert expired > 0
+    wait_until(lambda: metric("unreported") == expired, timeout=10, what=f"{expired} unreported")
     assert worker.metrics()["outroute_join_partitions"] == 4
     assert worker.stop() == 0
     # A clean stop wrote a checkpoint for every partition.
