@@ -81,7 +81,6 @@ class _Pending:
     d_off: int
     goal: str
     path: str
-    event_id: str
     expires_at: float
     o_low: int  # lowest outcome offset that could still meet this decision
 
@@ -176,7 +175,7 @@ class PartitionJoin:
             self._join(offset, o_low, goal, event.path, orphan.o_off, orphan.event)
             return
         self._pending[trace] = _Pending(
-            offset, goal, event.path, event.event_id, decided + self.config.window(goal), o_low
+            offset, goal, event.path, decided + self.config.window(goal), o_low
         )
         if len(self._pending) > self.config.max_pending:
             self._expire_front(evicted=True)
