@@ -1,0 +1,144 @@
+"""Degradation detectors: one per (goal, path), fed outcomes in event-time order (pure).
+
+``BetaDropDetector`` compares the recent window (the last ``window`` outcomes) with the
+baseline (the decayed history of outcomes that left the window). It opens when the recent
+rate is below the baseline by at least ``min_drop`` with probability ``confidence`` under
+the two Beta posteriors, never with fewer than ``min_recent`` recent outcomes. While open the
+baseline is frozen (the bad outcomes do not become the new normal); it resolves when the
+recent window's rate is back within ``min_drop / 2`` of that baseline (hysteresis: confident
+to open, a point estimate to resolve, with a margin between the two).
+
+The test runs after every outcome over overlapping windows, so the per-check confidence must
+be far above the nominal 0.99. Measured over 200 seeded runs each: at 0.99 a 0.95 -> 0.85
+drop (exactly ``min_drop``) alerted in 20 % of runs, at 0.999 in 2.5 %, at 0.9999 (the
+default) in none, while a 0.95 -> 0.30 drop is detected after a median of 24 outcomes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from .beta import DecayedBeta, prob_below
+
+__all__ = ["BetaDropDetector", "Detector", "NoopDetector", "Transition"]
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A detector changed state on the outcome it was just given."""
+
+    state: Literal["open", "resolved"]
+    recent_rate: float
+    recent_n: int
+    baseline_rate: float
+    baseline_n: float
+    evidence: float
+
+
+class Detector(Protocol):
+    name: str
+
+    @property
+    def is_open(self) -> bool: ...
+
+    def update(self, reward: float, event_time: float) -> Transition | None: ...
+
+    def recent(self) -> list[tuple[float, float]]:
+        """The recent window as (reward, event_time), oldest first."""
+
+
+class NoopDetector:
+    """Never alerts (for tests and for goals that opt out)."""
+
+    name = "noop"
+    is_open = False
+
+    def __init__(self) -> None:
+        self._recent: deque[tuple[float, float]] = deque(maxlen=50)
+
+    def update(self, reward: float, event_time: float) -> Transition | None:
+        self._recent.append((reward, event_time))
+        return None
+
+    def recent(self) -> list[tuple[float, float]]:
+        return list(self._recent)
+
+
+class BetaDropDetector:
+    name = "beta-drop"
+
+    def __init__(
+        self,
+        *,
+        window: int = 50,
+        min_drop: float = 0.1,
+        confidence: float = 0.9999,
+        min_recent: int = 20,
+        min_baseline: float = 20.0,
+        half_life: float = 24 * 3600.0,
+    ) -> None:
+        if not 1 <= min_recent <= window:
+            raise ValueError(f"min_recent must be in [1, window], got {min_recent}")
+        if not 0 < min_drop < 1:
+            raise ValueError(f"min_drop must be in (0, 1), got {min_drop}")
+        if not 0.5 < confidence < 1:
+            raise ValueError(f"confidence must be in (0.5, 1), got {confidence}")
+        self.window = window
+        self.min_drop = min_drop
+        self.confidence = confidence
+        self.min_recent = min_recent
+        self.min_baseline = min_baseline
+        self._recent: deque[tuple[float, float]] = deque()
+        self._recent_sum = 0.0
+        self.baseline = DecayedBeta(half_life)
+        self._frozen: tuple[float, float] | None = None  # (alpha, beta) of the baseline at open
+
+    @property
+    def is_open(self) -> bool:
+        return self._frozen is not None
+
+    @property
+    def recent_n(self) -> int:
+        return len(self._recent)
+
+    @property
+    def recent_rate(self) -> float:
+        return self._recent_sum / len(self._recent) if self._recent else 0.0
+
+    def recent(self) -> list[tuple[float, float]]:
+        return list(self._recent)
+
+    def _baseline(self) -> tuple[float, float]:
+        return (
+            self._frozen if self._frozen is not None else (self.baseline.alpha, self.baseline.beta)
+        )
+
+    def update(self, reward: float, event_time: float) -> Transition | None:
+        self._recent.append((reward, event_time))
+        self._recent_sum += reward
+        if len(self._recent) > self.window:
+            old_reward, old_time = self._recent.popleft()
+            self._recent_sum -= old_reward
+            if self._frozen is None:
+                self.baseline.update(old_reward, old_time)
+        n = len(self._recent)
+        if n < self.min_recent:
+            return None
+        a2, b2 = self._baseline()
+        base_rate = a2 / (a2 + b2)
+        rate = self._recent_sum / n
+        if self._frozen is None:
+            if a2 + b2 - 2 < self.min_baseline or rate > base_rate - self.min_drop:
+                return None  # not even the point estimate shows the drop: skip the integral
+            successes = self._recent_sum
+            evidence = prob_below(1 + successes, 1 + n - successes, a2, b2, self.min_drop)
+            if evidence < self.confidence:
+                return None
+            self._frozen = (a2, b2)
+            return Transition("open", rate, n, base_rate, a2 + b2 - 2, evidence)
+        if rate >= base_rate - self.min_drop / 2:
+            self._frozen = None
+            return Transition("resolved", rate, n, base_rate, a2 + b2 - 2, rate - base_rate)
+        return None
