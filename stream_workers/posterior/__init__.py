@@ -2,12 +2,15 @@
 
 from .beta import DecayedBeta, beta_cdf, prob_below
 from .detector import BetaDropDetector, Detector, NoopDetector, Transition
+from .state import GoalState, PosteriorConfig
 
 __all__ = [
     "BetaDropDetector",
     "DecayedBeta",
     "Detector",
+    "GoalState",
     "NoopDetector",
+    "PosteriorConfig",
     "Transition",
     "beta_cdf",
     "prob_below",

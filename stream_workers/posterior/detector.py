@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from .beta import DecayedBeta, prob_below
 
@@ -109,6 +109,23 @@ class BetaDropDetector:
 
     def recent(self) -> list[tuple[float, float]]:
         return list(self._recent)
+
+    def to_json(self) -> dict[str, Any]:
+        b = self.baseline
+        return {
+            "baseline": [b.s, b.f, b.t_ref, b.n],
+            "recent": [list(pair) for pair in self._recent],
+            "frozen": list(self._frozen) if self._frozen is not None else None,
+        }
+
+    def load_json(self, data: dict[str, Any]) -> None:
+        """Restore state saved by ``to_json`` (the configuration stays this detector's)."""
+        b = self.baseline
+        b.s, b.f, b.t_ref, b.n = data["baseline"]
+        self._recent = deque((float(r), float(t)) for r, t in data["recent"])
+        self._recent_sum = sum(r for r, _ in self._recent)
+        frozen = data["frozen"]
+        self._frozen = (float(frozen[0]), float(frozen[1])) if frozen is not None else None
 
     def _baseline(self) -> tuple[float, float]:
         return (

@@ -1,0 +1,187 @@
+"""Per-goal posterior state: deltas in, snapshots and alerts out (pure, no I/O).
+
+``GoalState.apply`` admits a delta's items through the frontier (docs/recovery.md), updates
+each path's decayed posterior and detector, and returns the alerts its items triggered. The
+whole state, frontier included, serialises to JSON so that the posterior stage can checkpoint
+it atomically with the snapshot it publishes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas import DegradationAlert, PathDelta, PathStats, PathStatus, PolicySnapshot
+
+from ..frontier import FrontierSet
+from .beta import DecayedBeta
+from .detector import BetaDropDetector, Transition
+
+__all__ = ["GoalState", "PosteriorConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class PosteriorConfig:
+    half_life: float = 24 * 3600.0
+    window: int = 50
+    min_drop: float = 0.1
+    confidence: float = 0.9999
+    min_recent: int = 20
+    min_samples: int = 20
+    staleness: float = 7 * 24 * 3600.0
+
+    def detector(self) -> BetaDropDetector:
+        return BetaDropDetector(
+            window=self.window,
+            min_drop=self.min_drop,
+            confidence=self.confidence,
+            min_recent=self.min_recent,
+            half_life=self.half_life,
+        )
+
+
+@dataclass(slots=True)
+class _Path:
+    posterior: DecayedBeta
+    detector: BetaDropDetector
+    n: int = 0
+    cost_sum: float = 0.0
+    cost_n: int = 0
+    latency_sum: float = 0.0
+    latency_n: int = 0
+    last_event_at: float | None = None
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+@dataclass
+class GoalState:
+    goal: str
+    config: PosteriorConfig = field(default_factory=PosteriorConfig)
+    version: int = 0
+    paths: dict[str, _Path] = field(default_factory=dict)
+    frontier: FrontierSet = field(default_factory=FrontierSet)
+
+    def _path(self, name: str) -> _Path:
+        state = self.paths.get(name)
+        if state is None:
+            state = self.paths[name] = _Path(
+                DecayedBeta(self.config.half_life), self.config.detector()
+            )
+        return state
+
+    def apply(self, delta: PathDelta) -> list[DegradationAlert]:
+        """Apply the delta's new items; return the alerts they triggered."""
+        if delta.goal != self.goal:
+            raise ValueError(f"delta of goal {delta.goal!r} given to goal {self.goal!r}")
+        alerts = []
+        state = self._path(delta.path)
+        for i in self.frontier.admit(delta):
+            reward, at = delta.rewards[i], delta.event_times[i]
+            state.posterior.update(reward, at)
+            state.n += 1
+            cost, latency = delta.costs[i], delta.latencies[i]
+            if cost is not None:
+                state.cost_sum += cost
+                state.cost_n += 1
+            if latency is not None:
+                state.latency_sum += latency
+                state.latency_n += 1
+            if state.last_event_at is None or at > state.last_event_at:
+                state.last_event_at = at
+            change = state.detector.update(reward, at)
+            if change is None:
+                continue
+            if change.state == "open":
+                # Traffic must leave the path within dozens of requests: forget its history.
+                state.posterior.reset(state.detector.recent())
+            trigger = f"{delta.source_partition}.{delta.d_offsets[i]}.{delta.o_offsets[i]}"
+            alerts.append(self._alert(delta.path, change, trigger, at))
+        return alerts
+
+    def _alert(self, path: str, change: Transition, trigger: str, at: float) -> DegradationAlert:
+        return DegradationAlert(
+            alert_id=f"{self.goal}:{path}:{change.state}:{trigger}",
+            goal=self.goal,
+            path=path,
+            state=change.state,
+            recent_rate=change.recent_rate,
+            recent_n=change.recent_n,
+            baseline_rate=change.baseline_rate,
+            baseline_n=max(0.0, change.baseline_n),
+            detector=BetaDropDetector.name,
+            evidence=change.evidence,
+            detected_at=_utc(at),
+        )
+
+    def status(self, state: _Path, now: float) -> PathStatus:
+        if state.detector.is_open:
+            return "degrading"
+        if state.n < self.config.min_samples:
+            return "cold"
+        if state.last_event_at is not None and now - state.last_event_at > self.config.staleness:
+            return "stale"
+        return "healthy"
+
+    def snapshot(self, now: float) -> PolicySnapshot:
+        """The next version of the goal's policy, as of ``now`` (Unix seconds)."""
+        self.version += 1
+        paths = {}
+        for name, state in self.paths.items():
+            detector = state.detector
+            recent_n = min(detector.recent_n, state.n)
+            recent_sum = sum(r for r, _ in detector.recent()[-recent_n:]) if recent_n else 0.0
+            baseline = detector.baseline
+            paths[name] = PathStats(
+                alpha=state.posterior.alpha,
+                beta=state.posterior.beta,
+                n=state.n,
+                recent_n=recent_n,
+                recent_successes=min(recent_sum, float(recent_n)),
+                baseline_rate=baseline.mean if baseline.n else None,
+                mean_cost_usd=state.cost_sum / state.cost_n if state.cost_n else None,
+                mean_latency_ms=state.latency_sum / state.latency_n if state.latency_n else None,
+                last_outcome_at=_utc(state.last_event_at) if state.last_event_at else None,
+                status=self.status(state, now),
+            )
+        return PolicySnapshot(
+            goal=self.goal, version=self.version, generated_at=_utc(now), paths=paths
+        )
+
+    # -- checkpoint --------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        paths = {}
+        for name, s in self.paths.items():
+            paths[name] = {
+                "posterior": [s.posterior.s, s.posterior.f, s.posterior.t_ref, s.posterior.n],
+                "detector": s.detector.to_json(),
+                "totals": [s.n, s.cost_sum, s.cost_n, s.latency_sum, s.latency_n],
+                "last_event_at": s.last_event_at,
+            }
+        return {
+            "goal": self.goal,
+            "version": self.version,
+            "paths": paths,
+            "frontier": self.frontier.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], config: PosteriorConfig) -> GoalState:
+        state = cls(
+            goal=data["goal"],
+            config=config,
+            version=int(data["version"]),
+            frontier=FrontierSet.from_json(data["frontier"]),
+        )
+        for name, saved in data["paths"].items():
+            path = state._path(name)
+            p = path.posterior
+            p.s, p.f, p.t_ref, p.n = saved["posterior"]
+            path.detector.load_json(saved["detector"])
+            path.n, path.cost_sum, path.cost_n, path.latency_sum, path.latency_n = saved["totals"]
+            path.last_event_at = saved["last_event_at"]
+        return state

@@ -1,0 +1,114 @@
+"""GoalState: deltas through the frontier into posteriors, snapshots, alerts, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from schemas import JoinPosition, PolicySnapshot
+from stream_workers.join import Item, build_deltas
+from stream_workers.posterior import DecayedBeta
+from stream_workers.posterior.state import GoalState, PosteriorConfig
+
+DAY = 86400.0
+
+
+def deltas_for(rewards: list[tuple[str, float]], start: int = 0, partition: int = 0) -> list:
+    items = [
+        Item("g", path, start + i, start + i, reward, 1000.0 + start + i, 0.01, 200.0)
+        for i, (path, reward) in enumerate(rewards)
+    ]
+    end = start + len(rewards)
+    position = JoinPosition(decisions=end, outcomes=end, expired=end)
+    return build_deltas(partition, position, items)
+
+
+def stream(seed: int, n: int, rates: dict[str, float]) -> list[tuple[str, float]]:
+    rng = random.Random(seed)
+    paths = list(rates)
+    out = []
+    for _ in range(n):
+        path = rng.choice(paths)
+        out.append((path, 1.0 if rng.random() < rates[path] else 0.0))
+    return out
+
+
+def test_snapshot_matches_the_pure_posteriors() -> None:
+    events = stream(1, 600, {"a": 0.9, "b": 0.6, "c": 0.3})
+    state = GoalState("g")
+    for start in range(0, 600, 37):  # flushes of uneven sizes
+        for delta in deltas_for(events[start : start + 37], start):
+            state.apply(delta)
+    snap = state.snapshot(now=5000.0)
+    for path in "abc":
+        pure = DecayedBeta(DAY)
+        for i, (p, reward) in enumerate(events):
+            if p == path:
+                pure.update(reward, 1000.0 + i)
+        stats = snap.paths[path]
+        assert stats.alpha == pytest.approx(pure.alpha, rel=1e-12)
+        assert stats.beta == pytest.approx(pure.beta, rel=1e-12)
+        assert stats.n == sum(1 for p, _ in events if p == path)
+        assert stats.mean_cost_usd == pytest.approx(0.01)
+        assert stats.status == "healthy"
+    assert snap.version == 1
+    assert PolicySnapshot.model_validate_json(snap.model_dump_json()) == snap
+    assert state.snapshot(now=5000.0).version == 2
+
+
+def test_replayed_deltas_are_ignored() -> None:
+    events = stream(2, 200, {"a": 0.8, "b": 0.5})
+    once, twice = GoalState("g"), GoalState("g")
+    deltas = deltas_for(events)
+    for delta in deltas:
+        once.apply(delta)
+        twice.apply(delta)
+        twice.apply(delta)
+    assert once.snapshot(0).paths == twice.snapshot(0).paths
+
+
+def test_checkpoint_round_trip_continues_exactly() -> None:
+    events = stream(3, 800, {"a": 0.95, "b": 0.7})
+    events += [("a", 0.0)] * 60  # a degradation, so the detector state matters
+    deltas = [d for s in range(0, len(events), 50) for d in deltas_for(events[s : s + 50], s)]
+    straight = GoalState("g")
+    straight_alerts = [a for d in deltas for a in straight.apply(d)]
+    resumed = GoalState("g")
+    alerts = [a for d in deltas[:9] for a in resumed.apply(d)]
+    saved = json.loads(json.dumps(resumed.to_json()))
+    resumed = GoalState.from_json(saved, PosteriorConfig())
+    alerts += [a for d in deltas[5:] for a in resumed.apply(d)]  # a replay overlaps
+    assert [a.alert_id for a in alerts] == [a.alert_id for a in straight_alerts]
+    assert resumed.snapshot(0).paths == straight.snapshot(0).paths
+
+
+def test_a_degradation_opens_one_alert_restarts_the_posterior_and_resolves() -> None:
+    events = [("a", 1.0 if i % 20 else 0.0) for i in range(400)]  # 0.95
+    events += [("a", 0.0 if i % 10 < 7 else 1.0) for i in range(100)]  # 0.30
+    events += [("a", 1.0) for _ in range(100)]  # recovered
+    state = GoalState("g")
+    alerts = [a for d in deltas_for(events) for a in state.apply(d)]
+    assert [a.state for a in alerts] == ["open", "resolved"]
+    opened = alerts[0]
+    assert opened.alert_id.startswith("g:a:open:0.")
+    assert 400 < int(opened.alert_id.split(".")[1]) <= 430
+    assert opened.baseline_rate > 0.9
+    assert opened.recent_rate < 0.8
+
+
+def test_statuses() -> None:
+    state = GoalState("g", PosteriorConfig(staleness=100.0))
+    for delta in deltas_for([("warm", 1.0)] * 30 + [("cold", 1.0)] * 5):
+        state.apply(delta)
+    snap = state.snapshot(now=1000.0 + 40)
+    assert snap.paths["warm"].status == "healthy"
+    assert snap.paths["cold"].status == "cold"
+    assert state.snapshot(now=1000.0 + 200).paths["warm"].status == "stale"
+
+
+def test_delta_of_another_goal_is_refused() -> None:
+    delta = deltas_for([("a", 1.0)])[0].model_copy(update={"goal": "other"})
+    with pytest.raises(ValueError, match="goal 'other' given to goal 'g'"):
+        GoalState("g").apply(delta)
