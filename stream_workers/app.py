@@ -9,6 +9,7 @@ import faust
 from .join.service import JoinService
 from .kafka import faust_broker_credentials
 from .metrics import render_metrics
+from .posterior.service import PosteriorService
 from .settings import WorkerSettings
 
 __all__ = ["create_app"]
@@ -31,9 +32,12 @@ def create_app(settings: WorkerSettings) -> tuple[faust.App, JoinService]:
     )
     join = JoinService(settings)
     app.service(join)  # type: ignore[arg-type]  # an instance works as well as a class
+    posterior = PosteriorService(settings)
+    app.service(posterior)  # type: ignore[arg-type]
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
-        return web.text(render_metrics(join), content_type="text/plain; version=0.0.4")
+        text = render_metrics(join, posterior)
+        return web.text(text, content_type="text/plain; version=0.0.4")
 
     return app, join

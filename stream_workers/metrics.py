@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .join.service import JoinService
+from .posterior.service import PosteriorService
 
 __all__ = ["render_metrics"]
 
@@ -11,7 +12,7 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render_metrics(join: JoinService) -> str:
+def render_metrics(join: JoinService, posterior: PosteriorService | None = None) -> str:
     lines = [
         "# HELP outroute_join_events_total Join stage events by goal and kind.",
         "# TYPE outroute_join_events_total counter",
@@ -34,6 +35,19 @@ def render_metrics(join: JoinService) -> str:
         ),
         "outroute_join_send_errors_total": ("Failed sends (retried).", join.send_errors),
     }
+    if posterior is not None:
+        counters["outroute_snapshots_written_total"] = (
+            "Policy snapshots written to Redis.",
+            posterior.snapshots_written,
+        )
+        counters["outroute_publish_errors_total"] = (
+            "Failed snapshot or alert writes (retried).",
+            posterior.publish_errors,
+        )
+        counters["outroute_invalid_deltas_total"] = (
+            "Deltas skipped as invalid.",
+            posterior.invalid_deltas,
+        )
     for name, (help_text, value) in gauges.items():
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
     for name, (help_text, value) in counters.items():

@@ -17,6 +17,12 @@ OUTROUTE_FLUSH_INTERVAL            0.1         how often joined outcomes are flu
 OUTROUTE_METRICS_PORT              (off)       serve Prometheus /metrics on this port
 OUTROUTE_METRICS_BIND              0.0.0.0     address the metrics server listens on
 OUTROUTE_SESSION_TIMEOUT           6           consumer group session timeout
+OUTROUTE_HALF_LIFE                 86400       half-life of outcomes in the posteriors
+OUTROUTE_DETECTOR_WINDOW           50          outcomes in the detector's recent window
+OUTROUTE_MIN_DROP                  0.1         success-rate drop that opens an alert
+OUTROUTE_MIN_SAMPLES               20          outcomes before a path is no longer cold
+OUTROUTE_STALENESS                 604800      a path with no outcome for this long is stale
+OUTROUTE_PUBLISH_INTERVAL          0.2         at most one snapshot per goal this often
 =================================  ==========  ==================================================
 """
 
@@ -47,6 +53,17 @@ class WorkerSettings(OutrouteSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     metrics_bind: str = "0.0.0.0"
     session_timeout: float = Field(default=6.0, ge=1, le=300)
+    half_life: float = Field(default=24 * 3600.0, gt=0)
+    detector_window: int = Field(default=50, ge=5, le=10_000)
+    min_drop: float = Field(default=0.1, gt=0, lt=1)
+    min_samples: int = Field(default=20, ge=0)
+    staleness: float = Field(default=7 * 24 * 3600.0, gt=0)
+    publish_interval: float = Field(default=0.2, gt=0, le=60)
+
+    @property
+    def posterior_group(self) -> str:
+        """Consumer group of the posterior stage (one per topic prefix)."""
+        return f"{self.topic_prefix}.posterior"
 
     @property
     def join_group(self) -> str:

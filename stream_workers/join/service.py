@@ -41,6 +41,10 @@ log = logging.getLogger("outroute.join")
 
 _EXPIRE_PER_TICK: Final = 20_000
 _MAX_RECORDS: Final = 20_000
+#: While catching up, a partition whose outcome clock is this far (seconds of event time) ahead
+#: of the slowest partition that still has input is paused, so that deltas of one goal from
+#: different partitions reach the detector roughly in event-time order.
+_MAX_SKEW: Final = 1.0
 
 
 def config_from(settings: WorkerSettings) -> JoinConfig:
@@ -79,6 +83,7 @@ class JoinService(Service):
         self._dead_letter = topics.dead_letter.name
         self._keys_prefix = f"{settings.redis_key_prefix}:join:{settings.topic_prefix}"
         self._joins: dict[int, PartitionJoin] = {}
+        self._paused: set[int] = set()
         self._unsent: list[tuple[str, bytes | None, bytes]] = []
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
@@ -189,6 +194,7 @@ class JoinService(Service):
         async with self._lock:
             await self._flush(final=True, only=partitions)
             for partition in partitions:
+                self._paused.discard(partition)
                 join = self._joins.pop(partition, None)
                 if join is not None:
                     self._absorb(join)
@@ -213,10 +219,34 @@ class JoinService(Service):
                     join = self._joins.get(tp.partition)
                     if join is not None:
                         self._process(join, tp.topic, messages)
+                self._balance(consumer)
                 now = time.monotonic()
                 if now >= next_flush:
                     await self._flush()
                     next_flush = now + interval
+
+    def _balance(self, consumer: AIOKafkaConsumer) -> None:
+        """Pause partitions that run ahead in event time; resume them when the others catch
+        up or have no more input."""
+        behind: dict[int, float] = {}
+        for partition, join in self._joins.items():
+            tp = TopicPartition(self._outcomes, partition)
+            highwater = consumer.highwater(tp)
+            if highwater is None or join.position.outcomes < highwater:
+                behind[partition] = join.outcome_time
+        slowest = min(behind.values()) if len(behind) > 1 else None
+        for partition, join in self._joins.items():
+            ahead = slowest is not None and join.outcome_time > slowest + _MAX_SKEW
+            tps = [
+                TopicPartition(self._decisions, partition),
+                TopicPartition(self._outcomes, partition),
+            ]
+            if ahead and partition not in self._paused:
+                consumer.pause(*tps)
+                self._paused.add(partition)
+            elif not ahead and partition in self._paused:
+                consumer.resume(*tps)
+                self._paused.discard(partition)
 
     def _process(self, join: PartitionJoin, topic: str, messages: list[Any]) -> None:
         decisions = topic == self._decisions

@@ -8,6 +8,8 @@ it atomically with the snapshot it publishes.
 
 from __future__ import annotations
 
+import heapq
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +47,9 @@ class PosteriorConfig:
 class _Path:
     posterior: DecayedBeta
     detector: BetaDropDetector
+    # Items waiting to reach the detector in event-time order:
+    # (event_time, arrival order, reward, trigger, arrival wall time)
+    waiting: list[tuple[float, int, float, str, float]] = field(default_factory=list)
     n: int = 0
     cost_sum: float = 0.0
     cost_n: int = 0
@@ -64,6 +69,11 @@ class GoalState:
     version: int = 0
     paths: dict[str, _Path] = field(default_factory=dict)
     frontier: FrontierSet = field(default_factory=FrontierSet)
+    #: Detector input waits this long (seconds of event time, or of wall time when traffic
+    #: stops) so that items from different source partitions reach it in event-time order.
+    reorder_lag: float = 2.0
+    latest_event_at: float | None = None
+    _arrivals: int = 0
 
     def _path(self, name: str) -> _Path:
         state = self.paths.get(name)
@@ -73,11 +83,12 @@ class GoalState:
             )
         return state
 
-    def apply(self, delta: PathDelta) -> list[DegradationAlert]:
-        """Apply the delta's new items; return the alerts they triggered."""
+    def apply(self, delta: PathDelta, wall: float | None = None) -> list[DegradationAlert]:
+        """Apply the delta's new items to the posteriors at once; the detectors get them in
+        event-time order (see ``release``). Returns the alerts released items triggered."""
         if delta.goal != self.goal:
             raise ValueError(f"delta of goal {delta.goal!r} given to goal {self.goal!r}")
-        alerts = []
+        wall = time.time() if wall is None else wall
         state = self._path(delta.path)
         for i in self.frontier.admit(delta):
             reward, at = delta.rewards[i], delta.event_times[i]
@@ -92,14 +103,34 @@ class GoalState:
                 state.latency_n += 1
             if state.last_event_at is None or at > state.last_event_at:
                 state.last_event_at = at
-            change = state.detector.update(reward, at)
-            if change is None:
-                continue
-            if change.state == "open":
-                # Traffic must leave the path within dozens of requests: forget its history.
-                state.posterior.reset(state.detector.recent())
+            if self.latest_event_at is None or at > self.latest_event_at:
+                self.latest_event_at = at
             trigger = f"{delta.source_partition}.{delta.d_offsets[i]}.{delta.o_offsets[i]}"
-            alerts.append(self._alert(delta.path, change, trigger, at))
+            self._arrivals += 1
+            heapq.heappush(state.waiting, (at, self._arrivals, reward, trigger, wall))
+        return self.release(wall)
+
+    def release(
+        self, wall: float | None = None, *, everything: bool = False
+    ) -> list[DegradationAlert]:
+        """Feed the detectors the items that are ``reorder_lag`` behind the goal's latest
+        event time, or have waited ``reorder_lag`` seconds; return the alerts they trigger."""
+        wall = time.time() if wall is None else wall
+        horizon = (self.latest_event_at or 0.0) - self.reorder_lag
+        alerts = []
+        for name, state in self.paths.items():
+            waiting = state.waiting
+            while waiting and (
+                everything or waiting[0][0] <= horizon or waiting[0][4] <= wall - self.reorder_lag
+            ):
+                at, _, reward, trigger, _ = heapq.heappop(waiting)
+                change = state.detector.update(reward, at)
+                if change is None:
+                    continue
+                if change.state == "open":
+                    # Traffic must leave the path within dozens of requests: forget its history.
+                    state.posterior.reset(state.detector.recent())
+                alerts.append(self._alert(name, change, trigger, at))
         return alerts
 
     def _alert(self, path: str, change: Transition, trigger: str, at: float) -> DegradationAlert:
@@ -160,11 +191,14 @@ class GoalState:
                 "posterior": [s.posterior.s, s.posterior.f, s.posterior.t_ref, s.posterior.n],
                 "detector": s.detector.to_json(),
                 "totals": [s.n, s.cost_sum, s.cost_n, s.latency_sum, s.latency_n],
+                "waiting": [list(w) for w in s.waiting],
                 "last_event_at": s.last_event_at,
             }
         return {
             "goal": self.goal,
             "version": self.version,
+            "latest_event_at": self.latest_event_at,
+            "arrivals": self._arrivals,
             "paths": paths,
             "frontier": self.frontier.to_json(),
         }
@@ -184,4 +218,10 @@ class GoalState:
             path.detector.load_json(saved["detector"])
             path.n, path.cost_sum, path.cost_n, path.latency_sum, path.latency_n = saved["totals"]
             path.last_event_at = saved["last_event_at"]
+            path.waiting = [
+                (float(a), int(n), float(r), str(t), float(w)) for a, n, r, t, w in saved["waiting"]
+            ]
+            heapq.heapify(path.waiting)
+        state.latest_event_at = data["latest_event_at"]
+        state._arrivals = int(data["arrivals"])
         return state

@@ -112,3 +112,51 @@ def test_delta_of_another_goal_is_refused() -> None:
     delta = deltas_for([("a", 1.0)])[0].model_copy(update={"goal": "other"})
     with pytest.raises(ValueError, match="goal 'other' given to goal 'g'"):
         GoalState("g").apply(delta)
+
+
+def test_detector_sees_event_time_order_across_source_partitions() -> None:
+    # A degradation seen through two source partitions, 10 ms apart in event time, each
+    # delivering chunks of 50 (0.5 s); partition 1 lags one chunk behind partition 0, within
+    # the join's 1 s skew bound. The alerts must be those of the ordered stream.
+    events = [1.0 if i % 20 else 0.0 for i in range(400)]
+    events += [0.0 if i % 10 < 7 else 1.0 for i in range(100)]
+    events += [1.0] * 100
+
+    def chunk(parity: int, start: int, end: int) -> list:
+        items = [
+            Item("g", "a", i, i, events[i], 1000.0 + i * 0.01, None, None)
+            for i in range(max(0, start), min(end, len(events)))
+            if i % 2 == parity
+        ]
+        if not items:
+            return []
+        top = max(i.d_off for i in items) + 1
+        return build_deltas(parity, JoinPosition(decisions=top, outcomes=top, expired=top), items)
+
+    ordered = GoalState("g")
+    expected: list[str] = []
+    for i in range(0, 600, 25):
+        for delta in chunk(0, i, i + 25) + chunk(1, i, i + 25):
+            expected += [a.state for a in ordered.apply(delta, wall=0.0)]
+    expected += [a.state for a in ordered.release(wall=0.0, everything=True)]
+    assert expected == ["open", "resolved"]
+
+    skewed = GoalState("g")
+    states: list[str] = []
+    for k in range(0, 650, 50):
+        for delta in chunk(0, k, k + 50) + chunk(1, k - 50, k):
+            states += [a.state for a in skewed.apply(delta, wall=0.0)]
+    states += [a.state for a in skewed.release(wall=0.0, everything=True)]
+    assert states == ["open", "resolved"]
+    assert skewed.snapshot(0).paths == ordered.snapshot(0).paths
+
+
+def test_waiting_items_are_released_after_the_wall_clock_lag() -> None:
+    state = GoalState("g")
+    for delta in deltas_for([("a", 1.0)] * 30):
+        state.apply(delta, wall=100.0)
+    assert state.paths["a"].detector.recent_n == 28  # the last 2 s of event time wait
+    state.release(wall=101.0)
+    assert state.paths["a"].detector.recent_n == 28
+    state.release(wall=102.5)
+    assert state.paths["a"].detector.recent_n == 30
