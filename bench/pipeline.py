@@ -210,6 +210,110 @@ def run_faust_baseline(settings: WorkerSettings, pairs: int) -> dict[str, float]
     }
 
 
+def freshness(settings: WorkerSettings, pairs_per_s: int, seconds: float) -> dict[str, float]:
+    """Outcome produced -> the goal's snapshot in Redis counts it, while producing steadily.
+
+    The snapshot's total n is sampled on every update notification; the k-th outcome produced
+    is taken as visible when a snapshot first counts k outcomes (partitions interleave, so this
+    matches counts, not identities)."""
+    import threading
+
+    import redis
+
+    keys_prefix = f"fresh-{os.getpid()}-{time.time_ns()}"
+    env = {
+        **os.environ,
+        "OUTROUTE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "OUTROUTE_TOPIC_PREFIX": settings.topic_prefix,
+        "OUTROUTE_REDIS_KEY_PREFIX": keys_prefix,
+    }
+    log = tempfile.NamedTemporaryFile("w", suffix=".log", delete=False)  # noqa: SIM115
+    worker = subprocess.Popen(
+        [str(Path(sys.executable).parent / "outroute"), "worker"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    client = redis.Redis()
+    key = f"{keys_prefix}:policy:fresh"
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(f"{keys_prefix}:policy-updates")
+    topics = settings.topics()
+    producer = Producer(
+        {**settings.kafka_client_config(), "partitioner": PARTITIONER, "linger.ms": 5}
+    )
+
+    def send(i: int) -> None:
+        trace = f"f{i}"
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        decision = (
+            f'{{"event_id":"{trace}.d","trace_id":"{trace}","goal":"fresh","path":"p{i % 3}",'
+            f'"candidates":["p0","p1","p2"],"reason":"exploit","decided_at":"{now}"}}'
+        )
+        outcome = (
+            f'{{"event_id":"{trace}.o","trace_id":"{trace}","success":true,"occurred_at":"{now}"}}'
+        )
+        producer.produce(topics.decisions.name, decision.encode(), trace.encode())
+        producer.produce(topics.outcomes.name, outcome.encode(), trace.encode())
+
+    send(0)  # warm-up: wait until the pipeline answers at all
+    producer.flush(10)
+    deadline = time.monotonic() + 120
+    while client.get(key) is None:
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"worker failed or timed out; log: {log.name}")
+        time.sleep(0.05)
+    total = int(pairs_per_s * seconds)
+    produced_at: list[float] = []
+
+    def produce_steadily() -> None:
+        started = time.monotonic()
+        for i in range(1, total + 1):
+            ahead = (i - 1) / pairs_per_s - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+            send(i)
+            produced_at.append(time.time())
+            if i % 500 == 0:
+                producer.poll(0)
+        producer.flush(30)
+
+    thread = threading.Thread(target=produce_steadily)
+    thread.start()
+    seen: list[tuple[float, int]] = []
+    deadline = time.monotonic() + seconds + 60
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.05)
+        if message is None:
+            continue
+        raw = client.get(key)
+        if raw is None:
+            continue
+        at = time.time()
+        count = sum(p["n"] for p in json.loads(raw)["paths"].values()) - 1  # minus warm-up
+        seen.append((at, count))
+        if count >= total:
+            break
+    thread.join()
+    worker.terminate()
+    worker.wait(60)
+    latencies = []
+    j = 0
+    for k, t_produced in enumerate(produced_at, start=1):
+        while j < len(seen) and seen[j][1] < k:
+            j += 1
+        if j == len(seen):
+            raise RuntimeError(f"outcome {k} never showed up in a snapshot")
+        latencies.append(seen[j][0] - t_produced)
+    latencies.sort()
+    return {
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+        "max_ms": 1000 * latencies[-1],
+        "events_per_s": 2 * pairs_per_s,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=100_000, help="pairs for outroute (100k)")
@@ -217,8 +321,35 @@ def main() -> int:
         "--baseline-pairs", type=int, default=20_000, help="pairs for the Faust baseline (20k)"
     )
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument(
+        "--freshness",
+        action="store_true",
+        help="measure outcome -> snapshot latency at steady rates instead of throughput",
+    )
     args = parser.parse_args()
     console = Console()
+    if args.freshness:
+        table = Table(title="Freshness: outcome produced -> counted in the Redis snapshot")
+        for col in ("input events/s", "p50 ms", "p99 ms", "max ms"):
+            table.add_column(col, justify="right")
+        for rate in (1000, 5000, 12500):
+            with EmbeddedBroker() as broker:
+                fresh = WorkerSettings(
+                    bootstrap_servers=broker.bootstrap_servers,
+                    topic_prefix="fresh",
+                    partitions=args.partitions,
+                )
+                create_topics(fresh)
+                console.print(f"steady {2 * rate:,} events/s for 20 s ...")
+                r = freshness(fresh, rate, 20.0)
+            table.add_row(
+                f"{r['events_per_s']:,.0f}",
+                f"{r['p50_ms']:.0f}",
+                f"{r['p99_ms']:.0f}",
+                f"{r['max_ms']:.0f}",
+            )
+        console.print(table)
+        return 0
     with EmbeddedBroker() as broker:
         ours = WorkerSettings(
             bootstrap_servers=broker.bootstrap_servers,
