@@ -13,7 +13,13 @@ from typing import Any, Final
 from .errors import WorkerError
 from .settings import WorkerSettings
 
-__all__ = ["aiokafka_options", "faust_broker_credentials"]
+__all__ = [
+    "aiokafka_options",
+    "faust_broker_credentials",
+    "group_consumer",
+    "redis_client",
+    "start_producer",
+]
 
 _SUPPORTED: Final = frozenset(
     {
@@ -93,4 +99,42 @@ def faust_broker_credentials(settings: WorkerSettings) -> Any:
         password=config.get("sasl.password"),
         mechanism=config.get("sasl.mechanism", config.get("sasl.mechanisms", "PLAIN")).upper(),
         ssl_context=_ssl_context(config) if protocol == "SASL_SSL" else None,
+    )
+
+
+def redis_client(settings: WorkerSettings) -> Any:
+    """An asyncio Redis client for the workers' checkpoints and snapshots."""
+    import redis.asyncio as aioredis
+
+    return aioredis.Redis.from_url(
+        settings.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=5
+    )
+
+
+async def start_producer(settings: WorkerSettings) -> Any:
+    """A started aiokafka producer that waits for all in-sync replicas."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(**aiokafka_options(settings), linger_ms=5, acks="all")
+    await producer.start()
+    return producer
+
+
+def group_consumer(settings: WorkerSettings, group: str, **extra: Any) -> Any:
+    """A consumer in ``group`` that commits nothing by itself, with session timeouts short
+    enough for the embedded broker (it waits half the session timeout on a join) and a 10 ms
+    fetch wait (it does not answer a long poll early)."""
+    from aiokafka import AIOKafkaConsumer
+
+    session_ms = int(settings.session_timeout * 1000)
+    return AIOKafkaConsumer(
+        **aiokafka_options(settings),
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=session_ms,
+        rebalance_timeout_ms=session_ms,
+        heartbeat_interval_ms=min(1000, session_ms // 3),
+        fetch_max_wait_ms=10,
+        **extra,
     )

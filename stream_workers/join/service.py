@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from schemas import DecisionEvent, JoinPosition, OutcomeEvent
 
-from ..kafka import aiokafka_options
+from ..kafka import group_consumer, redis_client, start_producer
 from ..settings import WorkerSettings
 from .deltas import build_deltas
 from .state import COUNTERS, JoinConfig, PartitionJoin
@@ -99,24 +99,13 @@ class JoinService(Service):
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        options = aiokafka_options(self.settings)
-        self._redis = aioredis.Redis.from_url(
-            self.settings.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=5
-        )
-        self._producer = AIOKafkaProducer(**options, linger_ms=5, acks="all")
-        await self._producer.start()
-        session_ms = int(self.settings.session_timeout * 1000)
-        self._consumer = AIOKafkaConsumer(
-            **options,
-            group_id=self.settings.join_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+        self._redis = redis_client(self.settings)
+        self._producer = await start_producer(self.settings)
+        self._consumer = group_consumer(
+            self.settings,
+            self.settings.join_group,
             # Range assignment gives one process partition p of both topics (co-partitioned).
             partition_assignment_strategy=(RangePartitionAssignor,),
-            session_timeout_ms=session_ms,
-            rebalance_timeout_ms=session_ms,
-            heartbeat_interval_ms=min(1000, session_ms // 3),
-            fetch_max_wait_ms=10,  # the embedded broker does not answer a long poll early
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         self._consumer.subscribe([self._decisions, self._outcomes], listener=_Listener(self))

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from schemas import DegradationAlert, PathDelta
 
-from ..kafka import aiokafka_options
+from ..kafka import group_consumer, redis_client, start_producer
 from ..settings import WorkerSettings
 from .state import GoalState, PosteriorConfig
 
@@ -78,23 +78,9 @@ class PosteriorService(Service):
         self.invalid_deltas = 0
 
     async def on_start(self) -> None:
-        options = aiokafka_options(self.settings)
-        self._redis = aioredis.Redis.from_url(
-            self.settings.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=5
-        )
-        self._producer = AIOKafkaProducer(**options, linger_ms=5, acks="all")
-        await self._producer.start()
-        session_ms = int(self.settings.session_timeout * 1000)
-        self._consumer = AIOKafkaConsumer(
-            **options,
-            group_id=self.settings.posterior_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=session_ms,
-            rebalance_timeout_ms=session_ms,
-            heartbeat_interval_ms=min(1000, session_ms // 3),
-            fetch_max_wait_ms=10,
-        )
+        self._redis = redis_client(self.settings)
+        self._producer = await start_producer(self.settings)
+        self._consumer = group_consumer(self.settings, self.settings.posterior_group)
         self._consumer.subscribe([self._deltas_topic], listener=_Listener(self))
         await self._consumer.start()
         self.add_future(self._run())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -80,3 +81,13 @@ def redis_client(redis_url: str, prefix: str) -> Iterator[redis.Redis]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture
+def workers() -> Iterator[list[Any]]:
+    """Worker processes a test starts; stopped (SIGTERM) afterwards if still running."""
+    started: list[Any] = []
+    yield started
+    for worker in started:
+        if worker.process.poll() is None:
+            worker.stop()

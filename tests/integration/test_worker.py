@@ -6,7 +6,6 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,15 +19,6 @@ from stream_workers import WorkerSettings
 
 from _pipeline import DeltaReader, Worker, produce_scenario
 from _support import read_topic, wait_until
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[list[Worker]]:
-    started: list[Worker] = []
-    yield started
-    for worker in started:
-        if worker.process.poll() is None:
-            worker.stop()
 
 
 def drain_until_total(
