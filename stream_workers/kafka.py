@@ -15,6 +15,7 @@ from .settings import WorkerSettings
 
 __all__ = [
     "aiokafka_options",
+    "close_clients",
     "faust_broker_credentials",
     "group_consumer",
     "redis_client",
@@ -138,3 +139,17 @@ def group_consumer(settings: WorkerSettings, group: str, **extra: Any) -> Any:
         fetch_max_wait_ms=10,
         **extra,
     )
+
+
+async def close_clients(consumer: Any, producer: Any, redis: Any) -> None:
+    """Stop what ``group_consumer``/``start_producer``/``redis_client`` made (None: skipped)."""
+    try:
+        if consumer is not None:
+            await consumer.stop()
+    finally:
+        try:
+            if producer is not None:
+                await producer.stop()
+        finally:
+            if redis is not None:
+                await redis.aclose()

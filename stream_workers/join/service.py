@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from schemas import DecisionEvent, JoinPosition, OutcomeEvent
 
-from ..kafka import group_consumer, redis_client, start_producer
+from ..kafka import close_clients, group_consumer, redis_client, start_producer
 from ..settings import WorkerSettings
 from .deltas import build_deltas
 from .state import COUNTERS, JoinConfig, PartitionJoin
@@ -117,12 +117,7 @@ class JoinService(Service):
             async with self._lock:
                 await self._flush(final=True)
         finally:
-            if self._consumer is not None:
-                await self._consumer.stop()
-            if self._producer is not None:
-                await self._producer.stop()
-            if self._redis is not None:
-                await self._redis.aclose()
+            await close_clients(self._consumer, self._producer, self._redis)
 
     # -- assignment --------------------------------------------------------------------------
 

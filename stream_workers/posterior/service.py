@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from schemas import DegradationAlert, PathDelta
 
-from ..kafka import group_consumer, redis_client, start_producer
+from ..kafka import close_clients, group_consumer, redis_client, start_producer
 from ..settings import WorkerSettings
 from .state import GoalState, PosteriorConfig
 
@@ -90,12 +90,7 @@ class PosteriorService(Service):
             async with self._lock:
                 await self._publish()
         finally:
-            if self._consumer is not None:
-                await self._consumer.stop()
-            if self._producer is not None:
-                await self._producer.stop()
-            if self._redis is not None:
-                await self._redis.aclose()
+            await close_clients(self._consumer, self._producer, self._redis)
 
     async def release(self) -> None:
         """Partitions are moving: write what was applied, then forget every goal (they are
