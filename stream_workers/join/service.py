@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import logging
 import time
@@ -156,6 +157,11 @@ class JoinService(Service):
                     start_d,
                     start_o,
                 )
+            # Move what is alive now (the framework's objects, these partitions' containers)
+            # to the permanent generation: full collections then stop traversing join state
+            # that holds millions of entries at high rates. They paused the worker for 0.1-0.2 s
+            # every ~2 s at 25k events/s (measured); garbage is still freed by refcount.
+            gc.freeze()
         self.ready.set()
 
     def _restore(self, partition: int, raw: bytes | str | None) -> PartitionJoin:

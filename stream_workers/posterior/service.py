@@ -12,7 +12,6 @@ keep being applied, the tick retries, nothing is committed until Redis takes the
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any, Final
@@ -21,6 +20,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from mode import Service
 from pydantic import ValidationError
+from pydantic_core import from_json, to_json
 
 from schemas import DegradationAlert, PathDelta
 
@@ -112,7 +112,7 @@ class PosteriorService(Service):
             raise RuntimeError("the posterior service has not started")
         raw = await self._redis.get(self._state_key(goal))  # raises if Redis is away
         state = (
-            GoalState.from_json(json.loads(raw), self.config)
+            GoalState.from_json(from_json(raw), self.config)
             if raw is not None
             else GoalState(goal, self.config)
         )
@@ -198,7 +198,7 @@ class PosteriorService(Service):
                 pipe = self._redis.pipeline(transaction=True)
                 pipe.set(self._keys.policy(goal), snapshot.model_dump_json())
                 pipe.sadd(self._keys.goals, goal)
-                pipe.set(self._state_key(goal), json.dumps(state.to_json()))
+                pipe.set(self._state_key(goal), to_json(state.to_json()))
                 for alert in alerts:
                     pipe.lpush(self._keys.alerts(goal), alert.model_dump_json())
                 if alerts:

@@ -191,7 +191,7 @@ class GoalState:
                 "posterior": [s.posterior.s, s.posterior.f, s.posterior.t_ref, s.posterior.n],
                 "detector": s.detector.to_json(),
                 "totals": [s.n, s.cost_sum, s.cost_n, s.latency_sum, s.latency_n],
-                "waiting": [list(w) for w in s.waiting],
+                "waiting": s.waiting,  # tuples: serialised as arrays by pydantic_core
                 "last_event_at": s.last_event_at,
             }
         return {

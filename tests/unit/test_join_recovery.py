@@ -110,7 +110,14 @@ def feed(
             return
 
 
-def run_with_crashes(s: Scenario, rng: random.Random, crashes: int, config: JoinConfig) -> list:
+def run_with_crashes(
+    s: Scenario,
+    rng: random.Random,
+    crashes: int,
+    config: JoinConfig,
+    tick: OutcomeEvent | None = None,
+) -> list:
+    """Join ``s`` through crashes; ``tick``, if given, is one more outcome read at the very end."""
     durable: list[PathDelta] = []  # acknowledged by the broker: survives any crash
     checkpoint = Checkpoint(JoinPosition(decisions=0, outcomes=0, expired=0), (0, 0), (0.0, 0.0))
     crash_points = sorted(rng.sample(range(1, len(s.decisions)), crashes))
@@ -148,6 +155,8 @@ def run_with_crashes(s: Scenario, rng: random.Random, crashes: int, config: Join
             on_step=step,
         )
         if crash_at is None:
+            if tick is not None:
+                join.on_outcome(len(s.outcomes), tick)
             join.expire(limit=10**9)
             durable.extend(unacked)
             durable.extend(build_deltas(7, join.position, join.drain()))
@@ -212,14 +221,17 @@ def test_expired_failures_are_exact_across_crashes(seed: int) -> None:
         outcome_window=60.0, orphan_grace=1e9, duplicate_horizon=1e9, on_timeout="failure"
     )
     reported = {o.trace_id for o in s.outcomes}
-    last_outcome = max(o.occurred_at for o in s.outcomes)
+    # A decision first read more than its window behind the outcome clock (the interleaving
+    # can do that) waits orphan_grace more: an outcome read last, far ahead, closes them all.
+    last_outcome = T0 + timedelta(seconds=3e9)
+    tick = OutcomeEvent(event_id="tick.o", trace_id="tick", success=True, occurred_at=last_outcome)
     expiring = Counter(
         (d.goal, d.path)
         for d in {d.trace_id: d for d in s.decisions}.values()
         if d.trace_id not in reported and d.decided_at + timedelta(seconds=60) < last_outcome
     )
     assert sum(expiring.values()) > 10
-    deltas = run_with_crashes(s, rng, crashes=rng.randint(1, 4), config=config)
+    deltas = run_with_crashes(s, rng, crashes=rng.randint(1, 4), config=config, tick=tick)
     count, reward = apply_with_posterior_crashes(deltas, rng, crashes=rng.randint(0, 3))
     assert count == s.truth_count + expiring
     for key, expected in s.truth_reward.items():

@@ -106,6 +106,33 @@ def test_unreported_decisions_expire_on_the_outcome_clock() -> None:
     assert counts(join)["unmatched"] == 1
 
 
+def test_a_decision_read_after_its_window_closed_waits_orphan_grace() -> None:
+    # A backfilled decision is hours old on the outcome clock; its outcome may be read a batch
+    # later. It is held orphan_grace past the clock at arrival, then given up as usual.
+    join = PartitionJoin(0, JoinConfig(outcome_window=60.0, orphan_grace=120.0))
+    join.on_outcome(0, out("live", at=10_000.0))
+    join.on_decision(0, dec("old", at=0.0))
+    assert join.expire() == 0
+    join.on_outcome(1, out("old", at=5.0))
+    assert counts(join)["joined"] == 1
+    join.on_decision(1, dec("older", at=1.0))
+    join.on_outcome(2, out("x", at=10_120.0))
+    assert join.expire() == 0  # exactly at the grace: not yet
+    join.on_outcome(3, out("y", at=10_121.0))
+    assert join.expire() == 1
+    assert counts(join)["unreported"] == 1
+
+
+def test_a_late_decision_that_expires_as_a_failure_keeps_its_window_time() -> None:
+    join = PartitionJoin(0, JoinConfig(outcome_window=60.0, on_timeout="failure"))
+    join.on_outcome(0, out("live", at=10_000.0))
+    join.on_decision(0, dec("old", at=0.0))
+    join.on_outcome(1, out("z", at=10_200.0))
+    join.expire()
+    [item] = join.drain()
+    assert item.event_time == (T0 + timedelta(seconds=60)).timestamp()
+
+
 def test_on_timeout_failure_emits_a_failure_item() -> None:
     join = PartitionJoin(0, JoinConfig(outcome_window=60.0, on_timeout="failure"))
     join.on_decision(0, dec("t1", at=0.0, goal="g2", path="b"))
