@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -21,6 +25,7 @@ from rich.table import Table
 from schemas import OutrouteError, export_json_schemas
 
 from .admin import TopicStatus, check_copartitioned, create_topics, describe_topics
+from .errors import WorkerError
 from .settings import WorkerSettings
 
 __all__ = ["build_parser", "main"]
@@ -44,6 +49,8 @@ def _settings(args: argparse.Namespace) -> WorkerSettings:
         "partitions",
         "replication_factor",
         "metrics_port",
+        "redis_url",
+        "redis_key_prefix",
     )
     for flag in flags:
         value = getattr(args, flag, None)
@@ -73,6 +80,12 @@ def _add_connection_flags(parser: argparse.ArgumentParser, *, creating: bool = F
         group.add_argument(
             "--replication-factor", type=int, metavar="N", help="replication factor (default 1)"
         )
+
+
+def _add_redis_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Redis (default: OUTROUTE_* environment)")
+    group.add_argument("--redis-url", metavar="URL", help="Redis URL")
+    group.add_argument("--redis-key-prefix", metavar="PREFIX", help="prefix of the Redis keys")
 
 
 def _print_topics(statuses: list[TopicStatus], as_json: bool, console: Console) -> None:
@@ -129,6 +142,169 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
         partitions=args.partitions,
         duration=args.duration,
     )
+
+
+def _require_topics(settings: WorkerSettings, timeout: float, *names: str) -> None:
+    """Fail fast, naming what is wrong, when the broker is unreachable or a topic is missing."""
+    missing = [s.name for s in describe_topics(settings, timeout=timeout) if s.partitions is None]
+    absent = sorted(set(missing) & set(names))
+    if absent:
+        raise WorkerError(
+            f"topic(s) {absent} do not exist on {settings.bootstrap_servers}; "
+            "create them with `outroute topics create`"
+        )
+
+
+def _until_interrupted(run: Callable[[threading.Event], object]) -> None:
+    """Run ``run(stop)`` in a thread; Ctrl-C or SIGTERM sets ``stop`` and waits for it."""
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run(stop)
+        except BaseException as exc:  # reported by the caller's thread
+            failure.append(exc)
+            stop.set()
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    thread = threading.Thread(target=target, name="outroute-command", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.2)
+    except KeyboardInterrupt:
+        stop.set()
+        thread.join(30)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if failure:
+        raise failure[0]
+
+
+def _cmd_alerts_tail(args: argparse.Namespace, console: Console) -> int:
+    from .alerts import tail_alerts
+
+    settings = _settings(args)
+    _require_topics(settings, args.timeout, settings.topics().alerts.name)
+    _until_interrupted(
+        lambda stop: tail_alerts(
+            settings,
+            sys.stdout,
+            goal=args.goal,
+            from_beginning=args.from_beginning,
+            as_json=args.json,
+            stop=stop,
+        )
+    )
+    return 0
+
+
+def _cmd_alerts_forward(args: argparse.Namespace, console: Console) -> int:
+    from .alerts import WebhookOptions, forward_alerts
+
+    settings = _settings(args)
+    url = args.webhook or settings.alerts_webhook_url
+    if not url:
+        raise WorkerError("no webhook: give --webhook URL or set OUTROUTE_ALERTS_WEBHOOK_URL")
+    secret: bytes | None = None
+    if args.secret_env:
+        value = os.environ.get(args.secret_env)
+        if not value:
+            raise WorkerError(f"--secret-env {args.secret_env}: that variable is not set")
+        secret = value.encode()
+    elif settings.alerts_webhook_secret is not None:
+        secret = settings.alerts_webhook_secret.get_secret_value().encode()
+    options = WebhookOptions(url=url, secret=secret, timeout=args.http_timeout)
+    _require_topics(settings, args.timeout, settings.topics().alerts.name)
+    print(
+        f"forwarding alerts of {settings.topics().alerts.name} to {url}"
+        f"{' (signed)' if secret else ''}; Ctrl-C stops",
+        file=sys.stderr,
+    )
+    _until_interrupted(lambda stop: forward_alerts(settings, options, goal=args.goal, stop=stop))
+    return 0
+
+
+def _cmd_backfill(args: argparse.Namespace, console: Console) -> int:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from .backfill import backfill
+
+    settings = _settings(args)
+    path: Path = args.file
+    if not path.is_file():
+        raise WorkerError(f"{path}: no such file")
+    if not args.dry_run:
+        topics = settings.topics()
+        _require_topics(settings, args.timeout, topics.decisions.name, topics.outcomes.name)
+    rejects = args.rejects.open("w", encoding="utf-8") if args.rejects else None
+    err = Console(stderr=True)
+    show_progress = err.is_terminal and not args.json
+    try:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not show_progress,
+        ) as progress:
+            task = progress.add_task(f"backfill {path.name}", total=path.stat().st_size)
+            summary = backfill(
+                settings,
+                path,
+                fmt=args.format,
+                rejects=rejects,
+                dry_run=args.dry_run,
+                rate=args.rate,
+                workers=args.workers,
+                on_progress=lambda done: progress.update(task, completed=done),
+            )
+    finally:
+        if rejects is not None:
+            rejects.close()
+    if args.json:
+        print(json.dumps({**summary.as_dict(), "dry_run": args.dry_run}))
+    else:
+        table = Table("rows", "valid", "rejected", "sent", "already sent", "seconds", "rows/s")
+        table.title = f"backfill {path.name}{' (dry run: nothing sent)' if args.dry_run else ''}"
+        table.add_row(
+            f"{summary.rows:,}",
+            f"{summary.valid:,}",
+            f"{summary.rejected:,}",
+            f"{summary.produced_rows:,}",
+            f"{summary.skipped_rows:,}",
+            f"{summary.seconds:.1f}",
+            f"{summary.rows_per_s:,.0f}",
+        )
+        console.print(table)
+        for line in summary.first_rejects:
+            err.print(f"rejected {line}", markup=False, highlight=False)
+        if summary.rejected > len(summary.first_rejects):
+            where = f"all in {args.rejects}" if args.rejects else "use --rejects PATH for all"
+            err.print(f"... {summary.rejected - len(summary.first_rejects):,} more ({where})")
+    return 0
+
+
+def _cmd_policy(args: argparse.Namespace, console: Console) -> int:
+    from .policy_view import load_snapshots, print_policies
+
+    snapshots, problems = load_snapshots(_settings(args), args.goal)
+    print_policies(snapshots, console, as_json=args.json)
+    for problem in problems:
+        print(f"outroute: {problem}", file=sys.stderr)
+    if not snapshots and not problems:
+        print("outroute: no goals have a snapshot yet", file=sys.stderr)
+    return EXIT_FAILURE if problems and args.goal else 0
+
+
+def _cmd_goals(args: argparse.Namespace, console: Console) -> int:
+    from .policy_view import list_goals
+
+    for goal in list_goals(_settings(args)):
+        print(json.dumps({"goal": goal}) if args.json else goal)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,6 +381,93 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("--json", action="store_true", help="one JSON object per topic")
     describe.set_defaults(func=_cmd_topics_describe)
 
+    alerts = commands.add_parser("alerts", help="follow degradation alerts, forward them")
+    alert_commands = alerts.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    tail = alert_commands.add_parser(
+        "tail",
+        help="print alerts as they arrive, until Ctrl-C",
+        description="Follow the alerts topic and print each alert as a line (time, state, "
+        "goal/path, recent vs baseline rate with n), or as JSON. Reads without a consumer "
+        "group: several tails do not interfere.",
+    )
+    _add_connection_flags(tail)
+    tail.add_argument("--goal", metavar="GOAL", help="only this goal's alerts")
+    tail.add_argument(
+        "--from-beginning", action="store_true", help="start at the oldest alert kept"
+    )
+    tail.add_argument("--json", action="store_true", help="one JSON alert per line")
+    tail.set_defaults(func=_cmd_alerts_tail)
+    forward = alert_commands.add_parser(
+        "forward",
+        help="post each alert to a webhook (Slack-compatible), until Ctrl-C",
+        description="Post every alert as JSON ({'text': ..., 'alert': {...}}) to URL. The "
+        "offset is committed only after a 2xx answer: 5xx, 408, 429 and connection errors are "
+        "retried with exponential backoff (up to 30 s apart) for as long as it takes; a 4xx is "
+        "logged and skipped after 3 attempts. With a secret, the body is signed: header "
+        "X-Outroute-Signature: sha256=HMAC-SHA256(secret, body) in hex.",
+    )
+    _add_connection_flags(forward)
+    forward.add_argument("--webhook", metavar="URL", help="default: OUTROUTE_ALERTS_WEBHOOK_URL")
+    forward.add_argument("--goal", metavar="GOAL", help="only this goal's alerts")
+    forward.add_argument(
+        "--secret-env",
+        metavar="NAME",
+        help="sign with the secret in environment variable NAME "
+        "(default: OUTROUTE_ALERTS_WEBHOOK_SECRET, if set)",
+    )
+    forward.add_argument(
+        "--http-timeout", type=float, default=10.0, metavar="SECONDS", help="default: 10"
+    )
+    forward.set_defaults(func=_cmd_alerts_forward)
+
+    backfill = commands.add_parser(
+        "backfill",
+        help="send historical decisions with their outcomes (JSON lines or CSV)",
+        description="Each row is one decision and its outcome: trace_id, goal, path, "
+        "decided_at, success, and optionally score, cost_usd (or cost), latency_ms (or "
+        "latency), occurred_at, failure_category. Valid rows are sent with their original "
+        "timestamps and ids derived from the row; finished chunks are recorded in Redis, so "
+        "running the same file again sends nothing twice. Bad rows are reported with their "
+        "line number and the run goes on.",
+    )
+    backfill.add_argument("file", type=Path, metavar="FILE")
+    backfill.add_argument(
+        "--format", choices=["jsonl", "csv"], help="default: from the file name (.csv or not)"
+    )
+    backfill.add_argument(
+        "--rejects", type=Path, metavar="PATH", help="write bad rows here (JSON lines)"
+    )
+    backfill.add_argument("--dry-run", action="store_true", help="validate only; send nothing")
+    backfill.add_argument("--rate", type=float, metavar="N", help="send at most N rows/s")
+    backfill.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes that validate and encode rows (default 1)",
+    )
+    backfill.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_connection_flags(backfill)
+    _add_redis_flags(backfill)
+    backfill.set_defaults(func=_cmd_backfill)
+
+    policy = commands.add_parser(
+        "policy",
+        help="show the published policy of one goal or of all",
+        description="Per goal, a table of its paths: posterior mean and 90%% interval, "
+        "outcomes, recent vs baseline success, status, mean cost and latency; with the "
+        "snapshot's version and age.",
+    )
+    policy.add_argument("goal", nargs="?", metavar="GOAL", help="default: every goal")
+    policy.add_argument("--json", action="store_true", help="one JSON object per path")
+    _add_redis_flags(policy)
+    policy.set_defaults(func=_cmd_policy)
+
+    goals = commands.add_parser("goals", help="list the goals that have a published policy")
+    goals.add_argument("--json", action="store_true", help="one JSON object per goal")
+    _add_redis_flags(goals)
+    goals.set_defaults(func=_cmd_goals)
+
     schemas_cmd = commands.add_parser("schemas", help="JSON Schemas of the public events")
     schema_commands = schemas_cmd.add_subparsers(title="commands", metavar="COMMAND", required=True)
     export = schema_commands.add_parser(
@@ -234,6 +497,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console()
     func: Callable[[argparse.Namespace, Console], int] = args.func
+    if func is not _cmd_worker:  # the worker configures logging through Faust
+        logging.basicConfig(level=logging.WARNING, format="outroute: %(message)s")
     try:
         return func(args, console)
     except (OutrouteError, ValidationError, OSError) as exc:

@@ -23,6 +23,8 @@ OUTROUTE_MIN_DROP                  0.1         success-rate drop that opens an a
 OUTROUTE_MIN_SAMPLES               20          outcomes before a path is no longer cold
 OUTROUTE_STALENESS                 604800      a path with no outcome for this long is stale
 OUTROUTE_PUBLISH_INTERVAL          0.2         at most one snapshot per goal this often
+OUTROUTE_ALERTS_WEBHOOK_URL        (none)      where ``outroute alerts forward`` posts alerts
+OUTROUTE_ALERTS_WEBHOOK_SECRET     (none)      HMAC-SHA256 key that signs the posted alerts
 =================================  ==========  ==================================================
 """
 
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from schemas import OutrouteSettings
 
@@ -59,6 +61,13 @@ class WorkerSettings(OutrouteSettings):
     min_samples: int = Field(default=20, ge=0)
     staleness: float = Field(default=7 * 24 * 3600.0, gt=0)
     publish_interval: float = Field(default=0.2, gt=0, le=60)
+    alerts_webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    alerts_webhook_secret: SecretStr | None = None
+
+    @property
+    def alerts_group(self) -> str:
+        """Consumer group of the alert forwarder (one per topic prefix)."""
+        return f"{self.topic_prefix}.alert-forwarder"
 
     @property
     def posterior_group(self) -> str:
