@@ -244,6 +244,7 @@ class BackfillSummary:
             "failed_rows": self.failed_rows,
             "seconds": round(self.seconds, 3),
             "rows_per_s": round(self.rows_per_s),
+            "first_rejects": self.first_rejects,
         }
 
 

@@ -495,7 +495,8 @@ def _one_line(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    console = Console()
+    # Piped output is not cut to 80 columns: tables stay whole for logs and grep.
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     func: Callable[[argparse.Namespace, Console], int] = args.func
     if func is not _cmd_worker:  # the worker configures logging through Faust
         logging.basicConfig(level=logging.WARNING, format="outroute: %(message)s")

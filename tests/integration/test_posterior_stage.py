@@ -6,19 +6,14 @@ import json
 import random
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import redis
-from confluent_kafka import Producer
 from pydantic import SecretStr
 
 from schemas import (
-    PARTITIONER,
-    DecisionEvent,
     DegradationAlert,
-    OutcomeEvent,
     PolicySnapshot,
     Topics,
 )
@@ -26,57 +21,8 @@ from stream_workers import WorkerSettings
 from stream_workers.localstack import start_redis_server
 from stream_workers.posterior import DecayedBeta
 
-from _pipeline import Worker
+from _pipeline import Worker, produce, snapshot
 from _support import read_topic, wait_until
-
-
-def produce(
-    settings: WorkerSettings,
-    goal: str,
-    plan: list[tuple[str, float]],
-    *,
-    seed: int,
-    rate: float | None = None,
-) -> list[tuple[str, float, float]]:
-    """One decision and outcome per (path, success rate) in ``plan``, 1 ms apart in event
-    time; returns (path, reward, occurred_at) of each."""
-    rng = random.Random(seed)
-    topics = settings.topics()
-    producer = Producer({**settings.kafka_client_config(), "partitioner": PARTITIONER})
-    t0 = datetime.now(UTC) - timedelta(minutes=30)
-    paths = tuple(sorted({path for path, _ in plan}))
-    produced = []
-    started = time.monotonic()
-    for i, (path, success_rate) in enumerate(plan):
-        trace = f"{goal}-{seed}-{i}"
-        at = t0 + timedelta(milliseconds=i)
-        reward = 1.0 if rng.random() < success_rate else 0.0
-        decision = DecisionEvent(
-            event_id=f"{trace}.d",
-            trace_id=trace,
-            goal=goal,
-            path=path,
-            candidates=paths,
-            reason="exploit",
-            decided_at=at,
-        )
-        outcome = OutcomeEvent(
-            event_id=f"{trace}.o", trace_id=trace, success=reward == 1.0, occurred_at=at
-        )
-        producer.produce(topics.decisions.name, decision.model_dump_json().encode(), trace.encode())
-        producer.produce(topics.outcomes.name, outcome.model_dump_json().encode(), trace.encode())
-        produced.append((path, reward, at.timestamp()))
-        if i % 500 == 0:
-            producer.poll(0)
-        if rate is not None and (ahead := i / rate - (time.monotonic() - started)) > 0:
-            time.sleep(ahead)
-    assert producer.flush(30) == 0
-    return produced
-
-
-def snapshot(client: redis.Redis, settings: WorkerSettings, goal: str) -> PolicySnapshot | None:
-    raw = client.get(settings.redis_keys().policy(goal))
-    return PolicySnapshot.model_validate_json(raw) if raw else None
 
 
 def test_snapshots_match_the_pure_posteriors_across_a_kill_9(

@@ -1,0 +1,135 @@
+"""Pure parts of the ops commands: alert formatting and signing, backfill rows, intervals."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from schemas import DecisionEvent, DegradationAlert, OutcomeEvent, PathStats, PolicySnapshot
+from stream_workers.alerts import WebhookOptions, format_alert, payload, sign
+from stream_workers.backfill import BackfillRow, encode_row, read_rows
+from stream_workers.errors import WorkerError
+from stream_workers.policy_view import beta_interval, snapshot_rows
+from stream_workers.posterior.beta import beta_cdf
+
+ALERT = DegradationAlert(
+    alert_id="g:p:open:0.1.2",
+    goal="g",
+    path="p",
+    state="open",
+    recent_rate=0.3,
+    recent_n=50,
+    baseline_rate=0.95,
+    baseline_n=412.4,
+    detector="beta-drop",
+    evidence=0.99995,
+    detected_at=datetime(2026, 11, 22, 8, 0, 1, tzinfo=UTC),
+)
+
+
+def test_format_alert_is_one_readable_line() -> None:
+    assert format_alert(ALERT) == (
+        "2026-11-22 08:00:01Z  OPEN      g/p  recent 0.30 (n=50) vs baseline 0.95 (n=412)"
+    )
+
+
+def test_payload_is_slack_compatible_and_carries_the_whole_alert() -> None:
+    body = json.loads(payload(ALERT))
+    assert set(body) == {"text", "alert"}
+    assert "g/p" in body["text"]
+    assert DegradationAlert.model_validate_json(json.dumps(body["alert"])) == ALERT
+
+
+def test_signature_is_hmac_sha256_of_the_body() -> None:
+    body = payload(ALERT)
+    expected = hmac.new(b"k", body, hashlib.sha256).hexdigest()
+    assert sign(b"k", body) == f"sha256={expected}"
+    assert sign(b"other", body) != sign(b"k", body)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"url": "ftp://x"}, "http:// or https://"),
+        ({"url": "localhost:8080"}, "http:// or https://"),
+        ({"url": "http://x", "backoff": (0.0, 2.0, 1.0)}, "backoff"),
+        ({"url": "http://x", "backoff": (2.0, 2.0, 1.0)}, "backoff"),
+        ({"url": "http://x", "client_error_attempts": 0}, "client_error_attempts"),
+    ],
+)
+def test_webhook_options_reject_bad_values(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        WebhookOptions(**kwargs)
+
+
+def test_encode_row_gives_valid_events_with_ids_derived_from_the_row() -> None:
+    row = BackfillRow.model_validate_json(
+        '{"trace_id": "t-1", "goal": "g", "path": "a", "decided_at": "2026-09-01T02:00:00+02:00",'
+        ' "success": false, "score": 0.25, "cost": 0.01, "latency": 500}'
+    )
+    key, decision, outcome, decided_ms, occurred_ms, digest = encode_row(row)
+    d = DecisionEvent.model_validate_json(decision)
+    o = OutcomeEvent.model_validate_json(outcome)
+    assert key == b"t-1"
+    assert d.decided_at == datetime(2026, 9, 1, tzinfo=UTC)
+    assert decided_ms == int(d.decided_at.timestamp() * 1000)
+    assert occurred_ms == decided_ms + 500  # occurred_at defaults to decided_at + latency
+    assert (o.score, o.cost_usd, o.latency_ms, o.source) == (0.25, 0.01, 500.0, "backfill")
+    assert d.event_id == f"bf-{digest}.d"
+    assert o.event_id == f"bf-{digest}.o"
+    assert encode_row(row) == encode_row(BackfillRow.model_validate(row.model_dump()))
+    other = row.model_copy(update={"trace_id": "t-2"})
+    assert encode_row(other)[5] != digest
+
+
+def test_read_rows_numbers_lines_and_names_every_problem() -> None:
+    source = io.StringIO(
+        '{"trace_id": "a", "goal": "g", "path": "p", "decided_at": "2026-09-01T00:00:00Z",'
+        ' "success": true}\n'
+        "\n"
+        '{"trace_id": "b", "goal": "g", "path": "p", "decided_at": "2026-09-01T00:00:00",'
+        ' "success": "maybe", "score": 2}\n'
+    )
+    results = list(read_rows(source, "jsonl"))
+    assert [(n, row is not None) for n, row, _, _ in results] == [(1, True), (3, False)]
+    reason = results[1][3]
+    for field in ("decided_at", "success", "score"):
+        assert field in reason
+
+
+def test_read_rows_refuses_unknown_csv_columns() -> None:
+    with pytest.raises(WorkerError, match=r"unknown CSV column\(s\) \['colour'\]"):
+        list(read_rows(io.StringIO("trace_id,colour\n1,red\n"), "csv"))
+
+
+@pytest.mark.parametrize(("a", "b"), [(1.0, 1.0), (91.0, 11.0), (2.5, 40.0)])
+def test_beta_interval_holds_90_percent(a: float, b: float) -> None:
+    low, high = beta_interval(a, b)
+    assert beta_cdf(low, a, b) == pytest.approx(0.05, abs=1e-6)
+    assert beta_cdf(high, a, b) == pytest.approx(0.95, abs=1e-6)
+    if (a, b) == (1.0, 1.0):
+        assert (low, high) == pytest.approx((0.05, 0.95), abs=1e-6)
+
+
+def test_snapshot_rows_order_paths_by_posterior_mean() -> None:
+    at = datetime(2026, 11, 22, tzinfo=UTC)
+    snapshot = PolicySnapshot(
+        goal="g",
+        version=3,
+        generated_at=at,
+        paths={
+            "worse": PathStats(alpha=2.0, beta=8.0, n=8, recent_n=0, recent_successes=0.0),
+            "better": PathStats(alpha=9.0, beta=1.0, n=8, recent_n=4, recent_successes=3.0),
+        },
+    )
+    rows = snapshot_rows(snapshot, at.replace(second=2))
+    assert [r["path"] for r in rows] == ["better", "worse"]
+    assert rows[0]["mean"] == pytest.approx(0.9)
+    assert rows[0]["recent_rate"] == pytest.approx(0.75)
+    assert rows[0]["age_s"] == pytest.approx(2.0)
+    assert rows[1]["recent_rate"] is None
