@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -200,11 +201,16 @@ def _cmd_alerts_tail(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+
 def _cmd_alerts_forward(args: argparse.Namespace, console: Console) -> int:
     from .alerts import WebhookOptions, forward_alerts
 
     settings = _settings(args)
-    url = args.webhook or settings.alerts_webhook_url
+    url = args.webhook or settings.alerts_webhook_url  # compose passes "" when unset
     if not url:
         raise WorkerError("no webhook: give --webhook URL or set OUTROUTE_ALERTS_WEBHOOK_URL")
     secret: bytes | None = None
@@ -213,12 +219,13 @@ def _cmd_alerts_forward(args: argparse.Namespace, console: Console) -> int:
         if not value:
             raise WorkerError(f"--secret-env {args.secret_env}: that variable is not set")
         secret = value.encode()
-    elif settings.alerts_webhook_secret is not None:
+    elif settings.alerts_webhook_secret and settings.alerts_webhook_secret.get_secret_value():
         secret = settings.alerts_webhook_secret.get_secret_value().encode()
     options = WebhookOptions(url=url, secret=secret, timeout=args.http_timeout)
     _require_topics(settings, args.timeout, settings.topics().alerts.name)
     print(
-        f"forwarding alerts of {settings.topics().alerts.name} to {url}"
+        f"forwarding alerts of {settings.topics().alerts.name} to "
+        f"{_origin(url)}/... (path not shown: webhook URLs often hold a token)"
         f"{' (signed)' if secret else ''}; Ctrl-C stops",
         file=sys.stderr,
     )

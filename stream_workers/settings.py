@@ -61,7 +61,7 @@ class WorkerSettings(OutrouteSettings):
     min_samples: int = Field(default=20, ge=0)
     staleness: float = Field(default=7 * 24 * 3600.0, gt=0)
     publish_interval: float = Field(default=0.2, gt=0, le=60)
-    alerts_webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    alerts_webhook_url: str | None = Field(default=None, pattern=r"^(https?://\S+)?$")
     alerts_webhook_secret: SecretStr | None = None
 
     @property
