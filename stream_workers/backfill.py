@@ -270,6 +270,7 @@ class _Sender:
                 # the delivery callback runs for failures only: one Python call per message
                 # less (successes are what flush() returning 0 already says)
                 "delivery.report.only.error": True,
+                "on_delivery": self._delivered,  # once here, not passed with each message
             }
         )
         self.failures = 0
@@ -295,7 +296,7 @@ class _Sender:
             for topic, value, at in pairs:
                 while True:
                     try:
-                        produce(topic, value, key, timestamp=at, on_delivery=self._delivered)
+                        produce(topic, value, key, timestamp=at)
                         break
                     except BufferError:  # the local queue is full: let deliveries drain it
                         poll(0.05)
