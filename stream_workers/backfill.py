@@ -12,10 +12,12 @@ Kafka message timestamps, so windows and decay see them where they happened. ``o
 defaults to ``decided_at`` plus ``latency_ms``. Bad rows go to the rejects file with their line
 number and reason; the run goes on.
 
-Event ids are derived from the row (goal, path, trace id, decision time), and rows are sent in
-chunks whose completion is recorded in Redis (``<key prefix>:backfill:<digest>``) once every
-message of the chunk was acknowledged: running the same file again skips its chunks and changes
-nothing. A run cut short resends its unfinished chunk; the join drops the replayed events by id.
+Event ids are derived from the row (goal, path, trace id, decision time). Rows are sent in
+batches of 5,000 lines, and a batch whose messages were all acknowledged is recorded in Redis
+(``<key prefix>:backfill:<topic prefix>:<digest of its lines>``): running the same file again
+skips its batches and changes nothing. A run cut short resends its unfinished batches; the join
+drops the replayed events by id. With ``workers`` > 1, batches are validated, encoded and sent by
+that many processes, and reported in file order.
 """
 
 from __future__ import annotations
@@ -26,12 +28,12 @@ import io
 import json
 import multiprocessing
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any, Final, Literal, TextIO
 
@@ -56,8 +58,7 @@ __all__ = [
 ]
 
 Format = Literal["jsonl", "csv"]
-CHUNK_ROWS: Final = 10_000
-_BATCH_ROWS: Final = 2_000  # rows per task of a worker process
+BATCH_ROWS: Final = 5_000  # rows validated, sent and recorded together
 _FIELDS: Final = (
     "trace_id",
     "goal",
@@ -154,8 +155,6 @@ def _reason(exc: Exception) -> str:
 RowResult = tuple[int, BackfillRow | None, str, str]
 #: A record as read: (line number, its text (JSON lines) or cells (CSV)).
 _Raw = tuple[int, "str | list[str]"]
-#: (line number, encoded row or None, raw text, reason): what a batch turns into.
-_Encoded = tuple[int, "Encoded | None", str, str]
 
 
 def _records(source: TextIO, fmt: Format) -> tuple[list[str] | None, Iterator[_Raw]]:
@@ -199,15 +198,6 @@ def read_rows(source: TextIO, fmt: Format) -> Iterator[RowResult]:
         yield _validate(header, record)
 
 
-def _encode_batch(header: list[str] | None, batch: list[_Raw]) -> list[_Encoded]:
-    """Validate and encode a batch of records (run in a worker process when there are several)."""
-    encoded: list[_Encoded] = []
-    for record in batch:
-        number, row, raw, reason = _validate(header, record)
-        encoded.append((number, None if row is None else encode_row(row), raw, reason))
-    return encoded
-
-
 def _batches(records: Iterator[_Raw], size: int) -> Iterator[list[_Raw]]:
     batch: list[_Raw] = []
     for record in records:
@@ -217,6 +207,16 @@ def _batches(records: Iterator[_Raw], size: int) -> Iterator[list[_Raw]]:
             batch = []
     if batch:
         yield batch
+
+
+def _batch_digest(batch: list[_Raw]) -> str:
+    """Identifies a batch by its rows' text: the same file cut the same way gives the same
+    digests, whatever the number of processes."""
+    h = hashlib.blake2b(digest_size=16)
+    for _, raw in batch:
+        h.update((raw if isinstance(raw, str) else "\x1f".join(raw)).encode())
+        h.update(b"\n")
+    return h.hexdigest()
 
 
 @dataclass
@@ -249,7 +249,7 @@ class BackfillSummary:
 
 
 class _Sender:
-    """Produces a chunk's messages and waits until the broker acknowledged all of them."""
+    """Produces messages and waits until the broker acknowledged them."""
 
     def __init__(self, settings: WorkerSettings, rate: float | None) -> None:
         from confluent_kafka import Producer
@@ -257,7 +257,6 @@ class _Sender:
         self.rate = rate
         self.sent = 0
         self.started = time.monotonic()
-
         self.topics = settings.topics()
         self.producer = Producer(
             {
@@ -281,12 +280,12 @@ class _Sender:
             self.failures += 1
             self.first_error = self.first_error or str(err)
 
-    def send(self, chunk: list[Encoded], timeout: float) -> bool:
-        """True when every message of the chunk was acknowledged within ``timeout``."""
+    def send(self, rows: list[Encoded], timeout: float) -> bool:
+        """True when every message of ``rows`` was acknowledged within ``timeout``."""
         failures = self.failures
         produce, poll = self.producer.produce, self.producer.poll
         decisions, outcomes = self.topics.decisions.name, self.topics.outcomes.name
-        for key, decision, outcome, decided_ms, occurred_ms, _ in chunk:
+        for key, decision, outcome, decided_ms, occurred_ms, _ in rows:
             if self.rate is not None:  # --rate: rows leave at most this fast
                 ahead = self.sent / self.rate - (time.monotonic() - self.started)
                 if ahead > 0:
@@ -304,6 +303,58 @@ class _Sender:
         return remaining == 0 and self.failures == failures
 
 
+@dataclass
+class _Job:
+    """What every batch of one run shares (sent to worker processes once)."""
+
+    settings: WorkerSettings
+    header: list[str] | None
+    rate: float | None  # rows/s of this process
+    flush_timeout: float
+
+
+#: (valid rows, rejects as (line, raw, reason), acknowledged, first delivery error)
+_BatchResult = tuple[int, list[tuple[int, str, str]], bool, str]
+
+
+class _BatchRunner:
+    """Validates, encodes and (when asked) sends batches; one per process."""
+
+    def __init__(self, job: _Job) -> None:
+        self.job = job
+        self.sender: _Sender | None = None
+
+    def __call__(self, batch: list[_Raw], send: bool) -> _BatchResult:
+        encoded: list[Encoded] = []
+        rejects: list[tuple[int, str, str]] = []
+        for record in batch:
+            number, row, raw, reason = _validate(self.job.header, record)
+            if row is None:
+                rejects.append((number, raw, reason))
+            else:
+                encoded.append(encode_row(row))
+        if not send or not encoded:
+            return len(encoded), rejects, True, ""
+        if self.sender is None:
+            self.sender = _Sender(self.job.settings, self.job.rate)
+        acked = self.sender.send(encoded, self.job.flush_timeout)
+        return len(encoded), rejects, acked, self.sender.first_error
+
+
+_runner: _BatchRunner | None = None  # the runner of a worker process (set by its initializer)
+
+
+def _start_worker(job: _Job) -> None:
+    global _runner
+    _runner = _BatchRunner(job)
+
+
+def _run_in_worker(batch: list[_Raw], send: bool) -> _BatchResult:
+    if _runner is None:
+        raise RuntimeError("backfill worker process was not initialised")
+    return _runner(batch, send)
+
+
 def backfill(
     settings: WorkerSettings,
     path: Path,
@@ -312,95 +363,114 @@ def backfill(
     rejects: TextIO | None = None,
     dry_run: bool = False,
     rate: float | None = None,
-    chunk_rows: int = CHUNK_ROWS,
+    batch_rows: int = BATCH_ROWS,
     on_progress: Callable[[int], None] | None = None,
     flush_timeout: float = 60.0,
     workers: int = 1,
 ) -> BackfillSummary:
-    """Validate every row of ``path`` and, unless ``dry_run``, produce the valid ones."""
+    """Validate every row of ``path`` and, unless ``dry_run``, produce the valid ones.
+
+    Batches of ``batch_rows`` rows are validated, encoded and produced by one process each
+    (``workers`` processes; 1: this one); a batch whose messages were all acknowledged is
+    recorded in Redis and skipped when the same file is backfilled again.
+    """
     fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
     if rate is not None and rate <= 0:
         raise ValueError(f"rate must be > 0 rows/s, got {rate!r}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers!r}")
-    if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows!r}")
-    summary = BackfillSummary()
-    sender = None if dry_run else _Sender(settings, rate)
-    redis = None
-    if not dry_run:
-        import redis as redis_lib
-
-        redis = redis_lib.Redis.from_url(
-            settings.redis_url.get_secret_value(), socket_timeout=10, socket_connect_timeout=10
-        )
-        try:
-            redis.ping()
-        except redis_lib.RedisError as exc:
-            raise WorkerError(
-                f"backfill records finished chunks in Redis at {settings.redis_url_redacted}, "
-                f"which did not answer: {exc}"
-            ) from exc
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be >= 1, got {batch_rows!r}")
+    redis = None if dry_run else _markers_client(settings)
     marker_prefix = f"{settings.redis_key_prefix}:backfill:{settings.topic_prefix}"
+    summary = BackfillSummary()
     started = time.monotonic()
-    chunk: list[Encoded] = []
-    chunk_hash = hashlib.blake2b(digest_size=16)
-
-    def finish_chunk() -> None:
-        nonlocal chunk, chunk_hash
-        if not chunk:
-            return
-        rows = len(chunk)
-        marker = f"{marker_prefix}:{chunk_hash.hexdigest()}"
-        if redis is not None and sender is not None:
-            if redis.exists(marker):
-                summary.skipped_rows += rows
-            elif sender.send(chunk, flush_timeout):
-                redis.set(marker, json.dumps({"rows": rows, "file": path.name}))
-                summary.produced_rows += rows
-            else:
-                summary.failed_rows += rows
-        chunk, chunk_hash = [], hashlib.blake2b(digest_size=16)
-
     with ExitStack() as stack:
         source = stack.enter_context(
             path.open(encoding="utf-8", newline="" if fmt == "csv" else None)
         )
         header, records = _records(source, fmt)
-        batches = _batches(records, _BATCH_ROWS)
-        if workers > 1:  # validation and encoding in parallel, results in file order
+        job = _Job(settings, header, None if rate is None else rate / workers, flush_timeout)
+
+        def planned() -> Iterator[tuple[list[_Raw], str, bool]]:
+            for batch in _batches(records, batch_rows):
+                marker = f"{marker_prefix}:{_batch_digest(batch)}"
+                done = redis is not None and bool(redis.exists(marker))
+                yield batch, marker, not dry_run and not done
+
+        def run() -> Iterator[tuple[_BatchResult, tuple[list[_Raw], str, bool]]]:
+            if workers == 1:
+                runner = _BatchRunner(job)
+                for item in planned():
+                    yield runner(item[0], item[2]), item
+                return
             pool = stack.enter_context(
-                ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+                ProcessPoolExecutor(
+                    workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_start_worker,
+                    initargs=(job,),
+                )
             )
-            results = pool.map(partial(_encode_batch, header), batches, chunksize=1)
-        else:
-            results = (_encode_batch(header, batch) for batch in batches)
-        for encoded_batch in results:
-            for number, encoded, raw, reason in encoded_batch:
-                summary.rows += 1
-                if encoded is None:
-                    summary.rejected += 1
-                    if len(summary.first_rejects) < 10:
-                        summary.first_rejects.append(f"line {number}: {reason}")
-                    if rejects is not None:
-                        record = {"line": number, "reason": reason, "row": raw.rstrip("\n")}
-                        rejects.write(json.dumps(record) + "\n")
-                    continue
-                summary.valid += 1
-                chunk.append(encoded)
-                chunk_hash.update(encoded[5].encode())
-                if len(chunk) >= chunk_rows:  # boundaries depend on the file only: markers
-                    finish_chunk()
+            # A bounded window of batches in flight (memory stays bounded whatever the file
+            # size); results are taken in file order.
+            in_flight: deque[tuple[Future[_BatchResult], tuple[list[_Raw], str, bool]]] = deque()
+            for item in planned():
+                in_flight.append((pool.submit(_run_in_worker, item[0], item[2]), item))
+                if len(in_flight) >= 2 * workers:
+                    future, done = in_flight.popleft()
+                    yield future.result(), done
+            while in_flight:
+                future, done = in_flight.popleft()
+                yield future.result(), done
+
+        first_error = ""
+        for (valid, bad, acked, error), (batch, marker, send) in run():
+            summary.rows += valid + len(bad)
+            summary.valid += valid
+            summary.rejected += len(bad)
+            for number, raw, reason in bad:
+                if len(summary.first_rejects) < 10:
+                    summary.first_rejects.append(f"line {number}: {reason}")
+                if rejects is not None:
+                    record = {"line": number, "reason": reason, "row": raw.rstrip("\n")}
+                    rejects.write(json.dumps(record) + "\n")
+            if dry_run:
+                pass
+            elif not send:
+                summary.skipped_rows += valid
+            elif acked:
+                if redis is not None:
+                    redis.set(marker, json.dumps({"rows": len(batch), "file": path.name}))
+                summary.produced_rows += valid
+            else:
+                summary.failed_rows += valid
+                first_error = first_error or error
             if on_progress is not None:
                 on_progress(_position(source))
-        finish_chunk()
     summary.seconds = time.monotonic() - started
-    if sender is not None and summary.failed_rows:
+    if summary.failed_rows:
         raise WorkerError(
             f"{summary.failed_rows} rows were not acknowledged by the broker "
-            f"({sender.first_error or 'flush timed out'}); run the same file again to send them"
+            f"({first_error or 'flush timed out'}); run the same file again to send them"
         )
     return summary
+
+
+def _markers_client(settings: WorkerSettings) -> Any:
+    import redis as redis_lib
+
+    client = redis_lib.Redis.from_url(
+        settings.redis_url.get_secret_value(), socket_timeout=10, socket_connect_timeout=10
+    )
+    try:
+        client.ping()
+    except redis_lib.RedisError as exc:
+        raise WorkerError(
+            f"backfill records finished batches in Redis at {settings.redis_url_redacted}, "
+            f"which did not answer: {exc}"
+        ) from exc
+    return client
 
 
 def _position(source: TextIO) -> int:

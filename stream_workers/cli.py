@@ -451,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="N",
-        help="processes that validate and encode rows (default 1)",
+        help="processes that validate, encode and send batches of rows (default 1)",
     )
     backfill.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_connection_flags(backfill)

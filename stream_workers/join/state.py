@@ -85,8 +85,8 @@ class Item:
 #: A decision waiting for its outcome: (d_off, goal, path, expires_at, o_low, closes_at), where
 #: o_low is the lowest outcome offset that could still meet it, closes_at the end of its window
 #: (the event time of an ``on_timeout = failure`` item) and expires_at the outcome-clock time at
-#: which it is given up: its window's end, or for a decision first read after its window closed
-#: (a backfill), the outcome clock at arrival plus orphan_grace.
+#: which it is given up: its window's end, or for a decision first read more than orphan_grace
+#: after its window closed (a backfill), the outcome clock at arrival plus orphan_grace.
 _Pending = tuple[int, str, str, float, int, float]
 #: A joined or expired trace: (outcome_event_id, until, d_off); the event id is "" when the
 #: decision expired without an outcome.
@@ -180,10 +180,13 @@ class PartitionJoin:
             return
         closes = decided + self.config.window(goal)
         expires = closes
-        if closes <= self.outcome_time and counters is not None:
-            # Read after its window closed (a backfill): wait orphan_grace for its outcome.
-            # Not while replaying: the restored clocks are ahead of those it was first read at.
-            expires = self.outcome_time + self.config.orphan_grace
+        grace = self.config.orphan_grace
+        if closes + grace <= self.outcome_time and counters is not None:
+            # Read more than orphan_grace after its window closed (a backfill of history): wait
+            # orphan_grace for its outcome rather than expire at the next flush. A decision
+            # read a little late (the outcome reader ahead) expires as usual. Not while
+            # replaying: the restored clocks are ahead of those it was first read at.
+            expires = self.outcome_time + grace
         self._pending[trace] = (offset, goal, event.path, expires, o_low, closes)
         if len(self._pending) > self.config.max_pending:
             self._expire_front(evicted=True)

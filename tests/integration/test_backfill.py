@@ -239,3 +239,24 @@ def test_backfilled_history_is_the_baseline_of_live_traffic(
     assert table.returncode == 0, table.stderr
     assert "warm: version" in table.stdout
     assert "degrading" in table.stdout
+
+
+def test_backfill_in_several_processes_is_the_same_run(
+    settings: WorkerSettings, topics: Topics, tmp_path: Path
+) -> None:
+    source = tmp_path / "big.jsonl"
+    lines = rows(12_000, step=1.0)
+    lines[7_000] = "{broken"
+    source.write_text("\n".join(lines) + "\n")
+    parallel = outroute(settings, "backfill", str(source), "--workers", "2", "--json")
+    assert parallel.returncode == 0, parallel.stderr
+    summary = json.loads(parallel.stdout)
+    assert (summary["valid"], summary["produced_rows"], summary["rejected"]) == (11_999, 11_999, 1)
+    assert summary["first_rejects"][0].startswith("line 7001:")
+    # batches are named by their lines, not by the process count: nothing is sent again
+    serial = outroute(settings, "backfill", str(source), "--json")
+    assert serial.returncode == 0, serial.stderr
+    assert json.loads(serial.stdout)["skipped_rows"] == 11_999
+    decisions = read_through_sentinel(settings, topics.decisions.name)
+    assert len({DecisionEvent.model_validate_json(m.value()).trace_id for m in decisions}) == 11_999
+    assert len(decisions) == 11_999
