@@ -2,7 +2,7 @@
 a baseline measured in the same run: producing the same pre-encoded messages with nothing else
 (the ceiling of the producer and the embedded broker here).
 
-    .venv/bin/python bench/backfill.py                 # 300k rows, JSON lines and CSV
+    .venv/bin/python bench/backfill.py                 # 600k rows, JSON lines and CSV
     .venv/bin/python bench/backfill.py --rows 100000   # quicker
 """
 
@@ -42,7 +42,7 @@ def write_rows(directory: Path, rows: int, seed: int = 7) -> tuple[Path, Path]:
         writer = csv.writer(c)
         writer.writerow(FIELDS)
         for i in range(rows):
-            at = start + timedelta(seconds=i * 8.64)  # 30 days for 300k rows
+            at = start + timedelta(seconds=i * 2592000 / rows)  # 30 days
             row = [
                 f"hist-{i}",
                 "summarize",
@@ -95,7 +95,7 @@ def raw_produce(settings: WorkerSettings, path: Path) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=300_000, help="rows per file (300k)")
+    parser.add_argument("--rows", type=int, default=600_000, help="rows per file (600k)")
     args = parser.parse_args()
     console = Console()
     table = Table(title=f"Backfill, {args.rows:,} rows, one process")
@@ -114,10 +114,11 @@ def main() -> int:
         raw = raw_produce(settings, jsonl)
         table.add_row("raw produce of pre-encoded messages (baseline)", f"{raw:,.0f}", "1.00x")
         runs = (
-            ("JSON lines, validate only (--dry-run)", jsonl, True, 1),
-            ("JSON lines, validate + produce, 1 process", jsonl, False, 1),
+            ("JSON lines, validate only (--dry-run), 1 process", jsonl, True, 1),
+            ("JSON lines, validate + produce, --workers 1", jsonl, False, 1),
             ("JSON lines, validate + produce, --workers 2", jsonl, False, 2),
-            ("CSV, validate + produce, --workers 2", csv_path, False, 2),
+            ("JSON lines, validate + produce, --workers 3 (CLI default here)", jsonl, False, 3),
+            ("CSV, validate + produce, --workers 3", csv_path, False, 3),
         )
         for i, (label, path, dry, workers) in enumerate(runs):
             console.print(f"{label} ...")

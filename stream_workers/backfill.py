@@ -372,7 +372,9 @@ def backfill(
 
     Batches of ``batch_rows`` rows are validated, encoded and produced by one process each
     (``workers`` processes; 1: this one); a batch whose messages were all acknowledged is
-    recorded in Redis and skipped when the same file is backfilled again.
+    recorded in Redis and skipped when the same file is backfilled again. Worker processes are
+    spawned: a script calling this with ``workers`` > 1 needs the ``if __name__ ==
+    "__main__":`` guard.
     """
     fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
     if rate is not None and rate <= 0:

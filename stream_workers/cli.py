@@ -449,9 +449,11 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument(
         "--workers",
         type=int,
-        default=1,
+        default=min(8, (os.cpu_count() or 1) + 1),
         metavar="N",
-        help="processes that validate, encode and send batches of rows (default 1)",
+        help="processes that validate, encode and send batches of rows; one more than the "
+        "cores, as each waits for acknowledgements after a batch (default here: "
+        f"{min(8, (os.cpu_count() or 1) + 1)})",
     )
     backfill.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_connection_flags(backfill)
