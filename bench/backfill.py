@@ -26,9 +26,13 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from schemas import PARTITIONER  # noqa: E402
 from stream_workers import EmbeddedBroker, WorkerSettings, create_topics  # noqa: E402
-from stream_workers.backfill import backfill, encode_row, read_rows  # noqa: E402
+from stream_workers.backfill import (  # noqa: E402
+    backfill,
+    encode_row,
+    producer_config,
+    read_rows,
+)
 
 FIELDS = ["trace_id", "goal", "path", "decided_at", "success", "score", "cost_usd", "latency_ms"]
 
@@ -67,16 +71,7 @@ def raw_produce(settings: WorkerSettings, path: Path) -> float:
             encode_row(row)[:5] for _, row, _, _ in read_rows(source, "jsonl") if row is not None
         ]
     topics = settings.topics()
-    producer = Producer(
-        {
-            **settings.kafka_client_config(),
-            "partitioner": PARTITIONER,
-            "linger.ms": 20,
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 500_000,
-            "batch.num.messages": 10_000,
-        }
-    )
+    producer = Producer(producer_config(settings))  # the same settings as the backfill
     started = time.perf_counter()
     for key, decision, outcome, decided_ms, occurred_ms in messages:
         for topic, value, at in (

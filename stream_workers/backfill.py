@@ -45,6 +45,7 @@ from schemas._types import Identifier, NonNegativeFinite, Probability, UtcDateti
 from schemas.events import FailureCategory
 
 from .errors import WorkerError
+from .kafka import sync_redis
 from .settings import WorkerSettings
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "Format",
     "backfill",
     "encode_row",
+    "producer_config",
     "read_rows",
 ]
 
@@ -248,6 +250,18 @@ class BackfillSummary:
         }
 
 
+def producer_config(settings: WorkerSettings) -> dict[str, Any]:
+    """librdkafka settings for bulk sends: large lz4 batches, a deep local queue."""
+    return {
+        **settings.kafka_client_config(),
+        "partitioner": PARTITIONER,
+        "linger.ms": 20,
+        "compression.type": "lz4",
+        "queue.buffering.max.messages": 500_000,
+        "batch.num.messages": 10_000,
+    }
+
+
 class _Sender:
     """Produces messages and waits until the broker acknowledged them."""
 
@@ -260,12 +274,7 @@ class _Sender:
         self.topics = settings.topics()
         self.producer = Producer(
             {
-                **settings.kafka_client_config(),
-                "partitioner": PARTITIONER,
-                "linger.ms": 20,
-                "compression.type": "lz4",
-                "queue.buffering.max.messages": 500_000,
-                "batch.num.messages": 10_000,
+                **producer_config(settings),
                 # the delivery callback runs for failures only: one Python call per message
                 # less (successes are what flush() returning 0 already says)
                 "delivery.report.only.error": True,
@@ -383,7 +392,7 @@ def backfill(
         raise ValueError(f"workers must be >= 1, got {workers!r}")
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be >= 1, got {batch_rows!r}")
-    redis = None if dry_run else _markers_client(settings)
+    redis = None if dry_run else sync_redis(settings, "backfill (it records finished batches)")
     marker_prefix = f"{settings.redis_key_prefix}:backfill:{settings.topic_prefix}"
     summary = BackfillSummary()
     started = time.monotonic()
@@ -457,22 +466,6 @@ def backfill(
             f"({first_error or 'flush timed out'}); run the same file again to send them"
         )
     return summary
-
-
-def _markers_client(settings: WorkerSettings) -> Any:
-    import redis as redis_lib
-
-    client = redis_lib.Redis.from_url(
-        settings.redis_url.get_secret_value(), socket_timeout=10, socket_connect_timeout=10
-    )
-    try:
-        client.ping()
-    except redis_lib.RedisError as exc:
-        raise WorkerError(
-            f"backfill records finished batches in Redis at {settings.redis_url_redacted}, "
-            f"which did not answer: {exc}"
-        ) from exc
-    return client
 
 
 def _position(source: TextIO) -> int:

@@ -20,6 +20,7 @@ __all__ = [
     "group_consumer",
     "redis_client",
     "start_producer",
+    "sync_redis",
 ]
 
 _SUPPORTED: Final = frozenset(
@@ -110,6 +111,23 @@ def redis_client(settings: WorkerSettings) -> Any:
     return aioredis.Redis.from_url(
         settings.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=5
     )
+
+
+def sync_redis(settings: WorkerSettings, purpose: str) -> Any:
+    """A connected synchronous Redis client for the CLI commands; a WorkerError naming
+    ``purpose`` and the (redacted) URL when Redis does not answer."""
+    import redis
+
+    client = redis.Redis.from_url(
+        settings.redis_url.get_secret_value(), socket_timeout=10, socket_connect_timeout=10
+    )
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise WorkerError(
+            f"{purpose} needs Redis at {settings.redis_url_redacted}, which did not answer: {exc}"
+        ) from exc
+    return client
 
 
 async def start_producer(settings: WorkerSettings) -> Any:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from schemas import PolicySnapshot
 
-from .errors import WorkerError
+from .kafka import sync_redis
 from .posterior.beta import beta_cdf
 from .settings import WorkerSettings
 
@@ -39,16 +39,7 @@ def beta_interval(a: float, b: float, mass: float = 0.9) -> tuple[float, float]:
 
 
 def _redis(settings: WorkerSettings) -> Any:
-    import redis
-
-    client = redis.Redis.from_url(
-        settings.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=5
-    )
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        raise WorkerError(f"Redis at {settings.redis_url_redacted} did not answer: {exc}") from exc
-    return client
+    return sync_redis(settings, "reading policies")
 
 
 def list_goals(settings: WorkerSettings) -> list[str]:
