@@ -105,44 +105,41 @@ Encoded = tuple[bytes, bytes, bytes, int, int, str]
 def encode_row(row: BackfillRow) -> Encoded:
     """The row's two messages, keyed by trace id, and the digest their event ids derive from.
 
-    The events are serialised by pydantic_core from the row's validated fields (the events' own
-    types), without building event models: that halves the cost of a row.
+    The JSON is assembled from the row's validated fields (the events' own types): identifiers
+    match IDENTIFIER_PATTERN and failure categories come from a fixed list, so neither needs
+    escaping; timestamps and numbers are serialised by pydantic_core in one call. A unit test
+    parses the result with the event models. Building event models instead costs twice as
+    much per row.
     """
     decided_at = row.decided_at
     occurred_at = row.occurred_at
     if occurred_at is None:
         occurred_at = decided_at + timedelta(milliseconds=row.latency_ms or 0)
     decided_ms = int(decided_at.timestamp() * 1000)
+    trace, path = row.trace_id, row.path
     digest = hashlib.blake2b(
-        f"{row.goal}\0{row.path}\0{row.trace_id}\0{decided_ms}".encode(), digest_size=12
+        f"{row.goal}\0{path}\0{trace}\0{decided_ms}".encode(), digest_size=12
     ).hexdigest()
-    decision = to_json(
-        {
-            "event_id": f"bf-{digest}.d",
-            "trace_id": row.trace_id,
-            "goal": row.goal,
-            "path": row.path,
-            "candidates": [row.path],
-            "reason": "forced",
-            "decided_at": decided_at,
-            "service": "backfill",
-        }
+    # '["<decided>","<occurred>",<score>,<cost>,<latency>]': no value holds a comma
+    decided, occurred, score, cost, latency = (
+        to_json([decided_at, occurred_at, row.score, row.cost_usd, row.latency_ms])[1:-1]
+        .decode()
+        .split(",")
     )
-    outcome = to_json(
-        {
-            "event_id": f"bf-{digest}.o",
-            "trace_id": row.trace_id,
-            "success": row.success,
-            "score": row.score,
-            "cost_usd": row.cost_usd,
-            "latency_ms": row.latency_ms,
-            "failure_category": row.failure_category,
-            "source": "backfill",
-            "occurred_at": occurred_at,
-        }
+    category = "null" if row.failure_category is None else f'"{row.failure_category}"'
+    decision = (
+        f'{{"event_id":"bf-{digest}.d","trace_id":"{trace}","goal":"{row.goal}",'
+        f'"path":"{path}","candidates":["{path}"],"reason":"forced","decided_at":{decided},'
+        f'"service":"backfill"}}'
+    )
+    outcome = (
+        f'{{"event_id":"bf-{digest}.o","trace_id":"{trace}",'
+        f'"success":{"true" if row.success else "false"},"score":{score},"cost_usd":{cost},'
+        f'"latency_ms":{latency},"failure_category":{category},"source":"backfill",'
+        f'"occurred_at":{occurred}}}'
     )
     occurred_ms = int(occurred_at.timestamp() * 1000)
-    return row.trace_id.encode(), decision, outcome, decided_ms, occurred_ms, digest
+    return trace.encode(), decision.encode(), outcome.encode(), decided_ms, occurred_ms, digest
 
 
 def _reason(exc: Exception) -> str:
@@ -214,11 +211,8 @@ def _batches(records: Iterator[_Raw], size: int) -> Iterator[list[_Raw]]:
 def _batch_digest(batch: list[_Raw]) -> str:
     """Identifies a batch by its rows' text: the same file cut the same way gives the same
     digests, whatever the number of processes."""
-    h = hashlib.blake2b(digest_size=16)
-    for _, raw in batch:
-        h.update((raw if isinstance(raw, str) else "\x1f".join(raw)).encode())
-        h.update(b"\n")
-    return h.hexdigest()
+    text = "\n".join(raw if isinstance(raw, str) else "\x1f".join(raw) for _, raw in batch)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 @dataclass
@@ -336,10 +330,19 @@ class _BatchRunner:
     def __call__(self, batch: list[_Raw], send: bool) -> _BatchResult:
         encoded: list[Encoded] = []
         rejects: list[tuple[int, str, str]] = []
+        header = self.job.header
+        validate_json = BackfillRow.model_validate_json
         for record in batch:
-            number, row, raw, reason = _validate(self.job.header, record)
+            raw = record[1]
+            if isinstance(raw, str):  # JSON lines: the common case, inline
+                try:
+                    encoded.append(encode_row(validate_json(raw)))
+                    continue
+                except (ValidationError, ValueError):
+                    pass  # _validate below says why
+            number, row, text, reason = _validate(header, record)
             if row is None:
-                rejects.append((number, raw, reason))
+                rejects.append((number, text, reason))
             else:
                 encoded.append(encode_row(row))
         if not send or not encoded:
