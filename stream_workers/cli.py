@@ -142,6 +142,11 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
         redis_url=args.redis_url,
         partitions=args.partitions,
         duration=args.duration,
+        stack_only=args.stack_only,
+        requests=args.requests,
+        seed=args.seed,
+        speed=args.speed,
+        live=not args.no_live and console.is_terminal,
     )
 
 
@@ -324,9 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="run the local stack (embedded broker + Redis) until Ctrl-C",
+        help="route simulated traffic through the whole pipeline on the local stack",
         description="Start the embedded Kafka-protocol broker, find or start Redis, create the "
-        "topics, print what runs where, and stop everything cleanly on Ctrl-C.",
+        "topics and run a worker; then route simulated requests with the SDK among three paths "
+        "(large, medium and small models) while the best one silently degrades and recovers, "
+        "with a live view of traffic, posteriors and alerts. At the end, the success rate per "
+        "phase next to a hard-coded fallback chain on the same requests. Ctrl-C stops "
+        "everything cleanly. With --stack-only, just the local stack until Ctrl-C.",
     )
     demo.add_argument("--broker-port", type=int, metavar="PORT", help="default: a free port")
     demo.add_argument(
@@ -337,10 +346,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--partitions", type=int, default=4, metavar="N", help="default: 4")
     demo.add_argument(
+        "--requests", type=int, default=6000, metavar="N", help="simulated requests (6000)"
+    )
+    demo.add_argument("--seed", type=int, default=0, help="of the simulated world (0)")
+    demo.add_argument(
+        "--speed", type=float, default=100.0, metavar="R", help="requests per second (100)"
+    )
+    demo.add_argument(
+        "--no-live", action="store_true", help="plain log lines instead of the live view"
+    )
+    demo.add_argument(
+        "--stack-only", action="store_true", help="only run the local stack, until Ctrl-C"
+    )
+    demo.add_argument(
         "--duration",
         type=float,
         metavar="SECONDS",
-        help="stop by itself after this long (default: run until Ctrl-C)",
+        help="with --stack-only: stop by itself after this long (default: until Ctrl-C)",
     )
     demo.set_defaults(func=_cmd_demo)
 

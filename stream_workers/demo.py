@@ -1,7 +1,8 @@
-"""``outroute demo``: the local stack, with outroute's topics, until Ctrl-C."""
+"""``outroute demo``: the local stack and a simulated routing run through the real pipeline."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from rich.table import Table
 
 from schemas import redact_url
 
-from .admin import create_topics
+from .admin import TopicStatus, create_topics
 from .localstack import LocalStack
 from .settings import WorkerSettings
 
@@ -42,7 +43,17 @@ def run_demo(
     redis_url: str | None = None,
     partitions: int = 4,
     duration: float | None = None,
+    stack_only: bool = False,
+    requests: int = 6000,
+    seed: int = 0,
+    speed: float = 100.0,
+    live: bool = True,
 ) -> int:
+    """The local stack; then, unless ``stack_only``, the simulated routing run."""
+    if requests < 30:
+        raise ValueError(f"--requests must be >= 30, got {requests}")
+    if not speed > 0:
+        raise ValueError(f"--speed must be > 0 requests/s, got {speed}")
     env = WorkerSettings.from_env()
     stop = threading.Event()
     with _stop_on_signals(stop):
@@ -55,39 +66,53 @@ def run_demo(
                 bootstrap_servers=stack.bootstrap_servers,
                 redis_url=stack.redis_url,
                 partitions=partitions,
+                redis_key_prefix=f"outroute-demo-{os.getpid()}",
             )
             statuses = create_topics(settings)
+            if stack_only:
+                _print_stack(console, stack, statuses)
+                until = "" if duration is None else f" (or {duration:g} s)"
+                console.print(f"local stack ready; press Ctrl-C to stop{until}", highlight=False)
+                stop.wait(duration)
+            else:
+                from .demo_run import simulate
 
-            table = Table("service", "address", "pid", "notes", title="outroute local stack")
-            table.add_row(
-                "Kafka broker (Tansu, in memory)",
-                stack.bootstrap_servers,
-                str(stack.broker.pid),
-                "topics vanish when it stops",
-            )
-            redis = stack.redis
-            table.add_row(
-                "Redis",
-                redact_url(stack.redis_url),
-                str(redis.pid) if redis and redis.pid else "-",
-                "started here" if redis and redis.started_here else "already running",
-            )
-            for status in statuses:
-                table.add_row(
-                    "topic",
-                    status.name,
-                    "",
-                    f"{status.partitions} partitions, key {status.spec.key}",
+                simulate(
+                    console,
+                    settings,
+                    stop,
+                    requests=requests,
+                    seed=seed,
+                    speed=speed,
+                    live=live,
                 )
-            console.print(table)
-            console.print(
-                "Point other processes at it with:\n"
-                f"  export OUTROUTE_BOOTSTRAP_SERVERS={stack.bootstrap_servers}\n"
-                f"  export OUTROUTE_REDIS_URL={redact_url(stack.redis_url)}"
-            )
-            until = "" if duration is None else f" (or {duration:g} s)"
-            console.print(f"local stack ready; press Ctrl-C to stop{until}", highlight=False)
-            stop.wait(duration)
             console.print("stopping ...")
     console.print("stopped cleanly")
     return 0
+
+
+def _print_stack(console: Console, stack: LocalStack, statuses: list[TopicStatus]) -> None:
+    table = Table("service", "address", "pid", "notes", title="outroute local stack")
+    table.add_row(
+        "Kafka broker (Tansu, in memory)",
+        stack.bootstrap_servers,
+        str(stack.broker.pid),
+        "topics vanish when it stops",
+    )
+    redis = stack.redis
+    table.add_row(
+        "Redis",
+        redact_url(stack.redis_url),
+        str(redis.pid) if redis and redis.pid else "-",
+        "started here" if redis and redis.started_here else "already running",
+    )
+    for status in statuses:
+        table.add_row(
+            "topic", status.name, "", f"{status.partitions} partitions, key {status.spec.key}"
+        )
+    console.print(table)
+    console.print(
+        "Point other processes at it with:\n"
+        f"  export OUTROUTE_BOOTSTRAP_SERVERS={stack.bootstrap_servers}\n"
+        f"  export OUTROUTE_REDIS_URL={redact_url(stack.redis_url)}"
+    )

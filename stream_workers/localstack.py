@@ -65,7 +65,13 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 class _Child:
     """A child process with its output in a log file, stopped with SIGTERM then SIGKILL."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_path: Path | None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.argv = argv
         self._own_log = log_path is None
@@ -81,6 +87,7 @@ class _Child:
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
+                env=env,
                 preexec_fn=_die_with_parent,
                 start_new_session=True,  # the terminal's Ctrl-C is ours to handle
             )

@@ -91,7 +91,7 @@ def test_unreachable_broker_fails_fast_with_one_line() -> None:
 
 def test_demo_runs_the_stack_and_stops_cleanly_on_ctrl_c(redis_url: str) -> None:
     demo = subprocess.Popen(
-        [OUTROUTE, "demo", "--partitions", "2", "--redis-url", redis_url],
+        [OUTROUTE, "demo", "--stack-only", "--partitions", "2", "--redis-url", redis_url],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -122,6 +122,43 @@ def test_demo_runs_the_stack_and_stops_cleanly_on_ctrl_c(redis_url: str) -> None
 
 
 def test_demo_with_a_duration_exits_by_itself(redis_url: str) -> None:
-    result = outroute("demo", "--duration", "0.5", "--redis-url", redis_url, timeout=60)
+    result = outroute(
+        "demo", "--stack-only", "--duration", "0.5", "--redis-url", redis_url, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "stopped cleanly" in result.stdout
+
+
+def test_demo_routes_around_the_degradation_and_beats_the_fallback_chain(redis_url: str) -> None:
+    result = outroute(
+        "demo",
+        "--no-live",
+        "--requests",
+        "1500",
+        "--speed",
+        "300",
+        "--seed",
+        "1",
+        "--redis-url",
+        redis_url,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "stopped cleanly" in out
+    cell = r"\s+([\d.]+)% │"
+    rows = {
+        m.group(1): [float(x) for x in m.groups()[1:]]
+        for m in re.finditer(r"│ (outroute|fallback chain)\s+│" + cell * 4, out)
+    }
+    assert set(rows) == {"outroute", "fallback chain"}, out
+    _, degraded, _, overall = rows["outroute"]  # phases: normal, degraded, recovered
+    chain_degraded, chain_overall = rows["fallback chain"][1], rows["fallback chain"][3]
+    # The chain keeps sending everything to the degraded path (30 % success): outroute must do
+    # far better in that phase and overall on the very same requests.
+    assert chain_degraded < 40
+    assert degraded > chain_degraded + 25, out
+    assert overall > chain_overall, out
+    match = re.search(r"outroute sent (\d+)% of requests to large-model", out)
+    assert match, out
+    assert int(match.group(1)) < 50
