@@ -117,6 +117,7 @@ class CompiledPolicy:
                     n=stats.n,
                     cold=stats.n < min_samples,
                     stale=stale,
+                    degrading=stats.status == "degrading",
                     mean_cost=stats.mean_cost_usd,
                     mean_latency=stats.mean_latency_ms,
                     tables=tables,

@@ -5,8 +5,8 @@ The rules (DESIGN.md, "Sampling"), in order:
 1. ``force_path`` given: that path (``forced``) -- handled by the Router.
 2. No policy could ever be loaded: the first path (``fallback``) -- handled by the Router.
 3. Every candidate has fewer than ``min_samples`` outcomes: uniform (``cold_start``).
-4. With probability ``exploration_rate``: a path other than the Thompson winner, preferring cold
-   or stale paths (``explore``).
+4. With probability ``exploration_rate``: a path other than the Thompson winner, preferring cold,
+   stale or degrading paths, so that a recovery is seen (``explore``).
 5. Otherwise theta ~ Beta(alpha, beta) per path and the largest draw wins (``exploit``).
    Trust invariant: success rate dominates. Cost, then latency, break ties only among paths
    whose posterior mean is within ``tie_margin`` of the best posterior mean.
@@ -153,6 +153,8 @@ class Arm:
     n: int = 0
     cold: bool = True
     stale: bool = False
+    #: an alert is open on it: exploration keeps probing it so that its recovery is seen
+    degrading: bool = False
     mean_cost: float | None = None
     mean_latency: float | None = None
     tables: Tables = _UNIFORM_TABLES
@@ -262,7 +264,7 @@ def choose(arm_set: ArmSet, rng: random.Random, params: SamplingParams) -> tuple
         winner = thompson_winner(arm_set, rng)
         arms = arm_set.arms
         others = [i for i in range(count) if i != winner]
-        preferred = [i for i in others if arms[i].cold or arms[i].stale]
+        preferred = [i for i in others if arms[i].cold or arms[i].stale or arms[i].degrading]
         pool = preferred or others
         return pool[rng.randrange(len(pool))], "explore"
     return thompson_winner(arm_set, rng), "exploit"

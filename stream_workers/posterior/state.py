@@ -127,9 +127,10 @@ class GoalState:
                 change = state.detector.update(reward, at)
                 if change is None:
                     continue
-                if change.state == "open":
-                    # Traffic must leave the path within dozens of requests: forget its history.
-                    state.posterior.reset(state.detector.recent())
+                # On open, traffic must leave the path within dozens of requests; on resolve,
+                # come back as fast: either way the posterior restarts from the recent window,
+                # the outcomes that showed the change.
+                state.posterior.reset(state.detector.recent())
                 alerts.append(self._alert(name, change, trigger, at))
         return alerts
 

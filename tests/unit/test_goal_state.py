@@ -96,6 +96,11 @@ def test_a_degradation_opens_one_alert_restarts_the_posterior_and_resolves() -> 
     assert 400 < int(opened.alert_id.split(".")[1]) <= 430
     assert opened.baseline_rate > 0.9
     assert opened.recent_rate < 0.8
+    # Resolving restarts the posterior from the recent window too: traffic comes back at once
+    # instead of waiting for the good outcomes to outweigh the bad ones.
+    posterior = state.paths["a"].posterior
+    assert posterior.n == 50
+    assert posterior.mean > 0.85  # the window that resolved: 45 of 50 good
 
 
 def test_statuses() -> None:

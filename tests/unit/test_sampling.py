@@ -152,6 +152,18 @@ def test_exploration_prefers_cold_and_stale_paths() -> None:
     assert picks[3] > 0
 
 
+def test_exploration_keeps_probing_a_degrading_path() -> None:
+    arms = ArmSet(
+        [arm("a", 950, 50), arm("fine", 800, 200), arm("alerted", 20, 40, degrading=True)],
+        tie_margin=0.05,
+    )
+    rng = random.Random(4)
+    picks = Counter(choose(arms, rng, SamplingParams(exploration_rate=0.1))[0] for _ in range(4000))
+    assert picks[1] == 0  # explored traffic goes to the path whose recovery must be seen
+    n, p = 4000, 0.1
+    assert abs(picks[2] / n - p) < binomial_tolerance(p, n)
+
+
 def test_no_exploration_when_rate_is_zero_or_one_path() -> None:
     rng = random.Random(5)
     arms = ArmSet([arm("a", 950, 50), arm("b", 50, 950)], tie_margin=0.0)
