@@ -12,7 +12,6 @@ rule does.
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import sys
 from collections.abc import Callable
@@ -25,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from stream_workers.posterior import BetaDropDetector  # noqa: E402
+from stream_workers.simulation import bernoulli_stream as stream  # noqa: E402
 
 WINDOW, MIN_DROP, BEFORE = 50, 0.1, 400
 
@@ -62,15 +62,6 @@ def opens(make: Callable[[], object], rewards: list[float]) -> list[int]:
         if state == "open":
             found.append(i)
     return found
-
-
-def stream(rates: list[float], counts: list[int], seed: int) -> list[float]:
-    rng = random.Random(seed)
-    return [
-        1.0 if rng.random() < rate else 0.0
-        for rate, count in zip(rates, counts, strict=True)
-        for _ in range(count)
-    ]
 
 
 def main() -> int:

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["PHASES", "SimPath", "Tally", "World", "fallback_chain"]
+__all__ = ["PHASES", "SimPath", "Tally", "World", "bernoulli_stream", "fallback_chain"]
 
 
 @dataclass(frozen=True)
@@ -101,3 +101,13 @@ class Tally:
             return sum(self.successes.values()) / total if total else None
         n = self.requests[phase]
         return self.successes[phase] / n if n else None
+
+
+def bernoulli_stream(rates: list[float], counts: list[int], seed: int) -> list[float]:
+    """Rewards (1.0 or 0.0): ``counts[k]`` outcomes at success rate ``rates[k]``, in order."""
+    rng = random.Random(seed)
+    return [
+        1.0 if rng.random() < rate else 0.0
+        for rate, count in zip(rates, counts, strict=True)
+        for _ in range(count)
+    ]

@@ -15,6 +15,7 @@ from stream_workers.posterior import (
     beta_cdf,
     prob_below,
 )
+from stream_workers.simulation import bernoulli_stream as stream
 
 DAY = 24 * 3600.0
 
@@ -80,15 +81,6 @@ def test_a_backfilled_old_outcome_barely_moves_a_fresh_posterior() -> None:
         posterior.update(0.0, float(i))  # 30 days older: weight 2^-30 each
     assert posterior.mean == pytest.approx(before, abs=1e-6)
     assert posterior.n == 200
-
-
-def stream(rates: list[float], counts: list[int], seed: int) -> list[float]:
-    rng = random.Random(seed)
-    return [
-        1.0 if rng.random() < rate else 0.0
-        for rate, count in zip(rates, counts, strict=True)
-        for _ in range(count)
-    ]
 
 
 def transitions(detector: BetaDropDetector, rewards: list[float]) -> list[tuple[int, str]]:
