@@ -133,6 +133,7 @@ class Router(CallsMixin):
         min_samples: int = 20,
         staleness: timedelta | float = timedelta(days=7),
         tie_margin: float = 0.05,
+        recovery_probe_rate: float = 0.01,
         kafka_bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS,
         redis_url: str = DEFAULT_REDIS_URL,
         topic_prefix: str = "outroute",
@@ -153,7 +154,7 @@ class Router(CallsMixin):
         if success_fn is not None and not callable(success_fn):
             raise ValueError(f"success_fn must be callable, got {success_fn!r}")
         self.success_fn = success_fn
-        self.params = SamplingParams(exploration_rate, min_samples, tie_margin)
+        self.params = SamplingParams(exploration_rate, min_samples, tie_margin, recovery_probe_rate)
         if service is not None:
             check_identifier("service", service)
         self.service = service

@@ -5,8 +5,13 @@ The rules (DESIGN.md, "Sampling"), in order:
 1. ``force_path`` given: that path (``forced``) -- handled by the Router.
 2. No policy could ever be loaded: the first path (``fallback``) -- handled by the Router.
 3. Every candidate has fewer than ``min_samples`` outcomes: uniform (``cold_start``).
-4. With probability ``exploration_rate``: a path other than the Thompson winner, preferring cold,
-   stale or degrading paths, so that a recovery is seen (``explore``).
+4. With probability ``exploration_rate``: a path other than the Thompson winner, preferring cold
+   or stale paths (``explore``). Paths with an open degradation alert are left out: each
+   costs the failures of a known-bad path. Instead, with probability ``recovery_probe_rate``
+   (at most what exploration leaves) a decision probes one of them, so that a recovery is
+   seen (``explore``); 1% of traffic
+   keeps the price of a broken path to a point or less of success while still giving the
+   detector a window of fresh outcomes within a few thousand decisions.
 5. Otherwise theta ~ Beta(alpha, beta) per path and the largest draw wins (``exploit``).
    Trust invariant: success rate dominates. Cost, then latency, break ties only among paths
    whose posterior mean is within ``tie_margin`` of the best posterior mean.
@@ -51,10 +56,15 @@ class SamplingParams:
     exploration_rate: float = 0.1
     min_samples: int = 20
     tie_margin: float = 0.05
+    recovery_probe_rate: float = 0.01
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.exploration_rate <= 1.0:
             raise ValueError(f"exploration_rate must be in [0, 1], got {self.exploration_rate}")
+        if not 0.0 <= self.recovery_probe_rate <= 1.0:
+            raise ValueError(
+                f"recovery_probe_rate must be in [0, 1], got {self.recovery_probe_rate}"
+            )
         if isinstance(self.min_samples, bool) or self.min_samples < 0:
             raise ValueError(f"min_samples must be a non-negative int, got {self.min_samples}")
         if not 0.0 <= self.tie_margin <= 1.0:
@@ -153,7 +163,7 @@ class Arm:
     n: int = 0
     cold: bool = True
     stale: bool = False
-    #: an alert is open on it: exploration keeps probing it so that its recovery is seen
+    #: an alert is open on it: only recovery probes explore it
     degrading: bool = False
     mean_cost: float | None = None
     mean_latency: float | None = None
@@ -190,7 +200,7 @@ class ArmSet:
     """Candidates compiled for fast repeated choice: everything that does not depend on the
     random draws (tie set, cost/latency ranking, cold flags) is computed once here."""
 
-    __slots__ = ("all_cold", "arms", "count", "in_tie", "tables", "tie_rank")
+    __slots__ = ("all_cold", "arms", "count", "degrading", "in_tie", "tables", "tie_rank")
 
     def __init__(self, arms: Sequence[Arm], tie_margin: float) -> None:
         if not arms:
@@ -199,6 +209,7 @@ class ArmSet:
         self.count = len(self.arms)
         self.tables = tuple(arm.tables for arm in self.arms)
         self.all_cold = all(arm.cold for arm in self.arms)
+        self.degrading = tuple(i for i, arm in enumerate(self.arms) if arm.degrading)
         floor = max(arm.mean for arm in self.arms) - tie_margin
         self.in_tie = tuple(arm.mean >= floor for arm in self.arms)
         tied = [i for i in range(self.count) if self.in_tie[i]]
@@ -260,11 +271,18 @@ def choose(arm_set: ArmSet, rng: random.Random, params: SamplingParams) -> tuple
     count = arm_set.count
     if arm_set.all_cold:
         return (rng.randrange(count) if count > 1 else 0), "cold_start"
-    if count > 1 and rng.random() < params.exploration_rate:
-        winner = thompson_winner(arm_set, rng)
-        arms = arm_set.arms
-        others = [i for i in range(count) if i != winner]
-        preferred = [i for i in others if arms[i].cold or arms[i].stale or arms[i].degrading]
-        pool = preferred or others
-        return pool[rng.randrange(len(pool))], "explore"
+    if count > 1:
+        u = rng.random()
+        if u < params.exploration_rate:
+            winner = thompson_winner(arm_set, rng)
+            arms = arm_set.arms
+            others = [i for i in range(count) if i != winner and not arms[i].degrading]
+            preferred = [i for i in others if arms[i].cold or arms[i].stale]
+            pool = preferred or others
+            if not pool:  # every other path has an open alert: probes alone look at them
+                return winner, "exploit"
+            return pool[rng.randrange(len(pool))], "explore"
+        degrading = arm_set.degrading
+        if degrading and u < params.exploration_rate + params.recovery_probe_rate:
+            return degrading[rng.randrange(len(degrading))], "explore"
     return thompson_winner(arm_set, rng), "exploit"

@@ -128,6 +128,9 @@ def simulate(
             redis_key_prefix=settings.redis_key_prefix,
             service="outroute-demo",
             cache=CacheOptions(poll_interval=0.5),
+            # The demo squeezes an outage and its recovery into a minute: probe the alerted path
+            # on 5% of requests (default 1%) so that its recovery shows within the run.
+            recovery_probe_rate=0.05,
             seed=seed,
         )
         with router:

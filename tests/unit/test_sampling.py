@@ -152,16 +152,31 @@ def test_exploration_prefers_cold_and_stale_paths() -> None:
     assert picks[3] > 0
 
 
-def test_exploration_keeps_probing_a_degrading_path() -> None:
+def test_degrading_paths_get_only_the_recovery_probes() -> None:
+    # "a" wins every Thompson draw (see above), so exactly the exploration draws leave it:
+    # explore goes to "fine" alone, and "alerted" gets the recovery probes alone.
     arms = ArmSet(
         [arm("a", 950, 50), arm("fine", 800, 200), arm("alerted", 20, 40, degrading=True)],
         tie_margin=0.05,
     )
     rng = random.Random(4)
-    picks = Counter(choose(arms, rng, SamplingParams(exploration_rate=0.1))[0] for _ in range(4000))
-    assert picks[1] == 0  # explored traffic goes to the path whose recovery must be seen
-    n, p = 4000, 0.1
-    assert abs(picks[2] / n - p) < binomial_tolerance(p, n)
+    n = 40_000
+    params = SamplingParams(exploration_rate=0.1, recovery_probe_rate=0.02)
+    picks = Counter()
+    for _ in range(n):
+        index, reason = choose(arms, rng, params)
+        picks[index] += 1
+        assert (reason == "explore") == (index != 0)
+    assert abs(picks[1] / n - 0.1) < binomial_tolerance(0.1, n)
+    assert abs(picks[2] / n - 0.02) < binomial_tolerance(0.02, n)
+
+
+def test_exploration_never_picks_an_alerted_path_even_when_it_is_the_only_other() -> None:
+    arms = ArmSet([arm("a", 950, 50), arm("alerted", 20, 40, degrading=True)], tie_margin=0.05)
+    rng = random.Random(9)
+    n = 20_000
+    params = SamplingParams(exploration_rate=0.5, recovery_probe_rate=0.0)
+    assert {choose(arms, rng, params) for _ in range(n)} == {(0, "exploit")}
 
 
 def test_no_exploration_when_rate_is_zero_or_one_path() -> None:
@@ -246,6 +261,7 @@ def test_without_cost_or_latency_ties_are_plain_thompson() -> None:
         ("exploration_rate", 1.5, "exploration_rate must be in [0, 1]"),
         ("min_samples", -1, "min_samples must be a non-negative int"),
         ("tie_margin", -0.1, "tie_margin must be in [0, 1]"),
+        ("recovery_probe_rate", 1.5, "recovery_probe_rate must be in [0, 1]"),
     ],
 )
 def test_bad_params(field: str, value: float, message: str) -> None:
