@@ -58,6 +58,7 @@ class PosteriorService(Service):
             min_drop=settings.min_drop,
             min_samples=settings.min_samples,
             staleness=settings.staleness,
+            source_partitions=settings.partitions,
         )
         topics = settings.topics()
         self._deltas_topic = topics.path_deltas.name

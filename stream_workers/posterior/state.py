@@ -32,6 +32,9 @@ class PosteriorConfig:
     min_recent: int = 20
     min_samples: int = 20
     staleness: float = 7 * 24 * 3600.0
+    #: partitions of the input topics, where deltas come from: once every one has sent a goal
+    #: deltas, its detectors wait for the slowest active one instead of a fixed lag
+    source_partitions: int | None = None
 
     def detector(self) -> BetaDropDetector:
         return BetaDropDetector(
@@ -69,11 +72,17 @@ class GoalState:
     version: int = 0
     paths: dict[str, _Path] = field(default_factory=dict)
     frontier: FrontierSet = field(default_factory=FrontierSet)
-    #: Detector input waits this long (seconds of event time, or of wall time when traffic
-    #: stops) so that items from different source partitions reach it in event-time order.
+    #: Detector input waits so that items from different source partitions reach it in
+    #: event-time order: ``reorder_lag`` seconds of event time (or of wall time, when traffic
+    #: stops), or less once every source partition has sent this goal deltas: then until each
+    #: one that sent any within the last ``reorder_lag`` wall seconds has passed the item's
+    #: event time (a watermark). Live, that is a flush interval instead of 2 s.
     reorder_lag: float = 2.0
     latest_event_at: float | None = None
     _arrivals: int = 0
+    #: source partition -> (its latest event time, wall time of its last delta); rebuilt
+    #: from the deltas after a restart, so not in the checkpoint
+    _sources: dict[int, tuple[float, float]] = field(default_factory=dict, repr=False)
 
     def _path(self, name: str) -> _Path:
         state = self.paths.get(name)
@@ -108,6 +117,10 @@ class GoalState:
             trigger = f"{delta.source_partition}.{delta.d_offsets[i]}.{delta.o_offsets[i]}"
             self._arrivals += 1
             heapq.heappush(state.waiting, (at, self._arrivals, reward, trigger, wall))
+        if delta.event_times:
+            previous = self._sources.get(delta.source_partition, (0.0, 0.0))[0]
+            newest = max(previous, max(delta.event_times))
+            self._sources[delta.source_partition] = (newest, wall)
         return self.release(wall)
 
     def release(
@@ -117,6 +130,12 @@ class GoalState:
         event time, or have waited ``reorder_lag`` seconds; return the alerts they trigger."""
         wall = time.time() if wall is None else wall
         horizon = (self.latest_event_at or 0.0) - self.reorder_lag
+        expected = self.config.source_partitions
+        if expected and len(self._sources) >= expected:
+            since = wall - self.reorder_lag
+            active = [at for at, seen in self._sources.values() if seen > since]
+            if active:
+                horizon = max(horizon, min(active))
         alerts = []
         for name, state in self.paths.items():
             waiting = state.waiting
@@ -129,8 +148,10 @@ class GoalState:
                     continue
                 # On open, traffic must leave the path within dozens of requests; on resolve,
                 # come back as fast: either way the posterior restarts from the recent window,
-                # the outcomes that showed the change.
-                state.posterior.reset(state.detector.recent())
+                # the outcomes that showed the change, and those still waiting here (already
+                # in the posterior, not yet seen by the detector: newer still).
+                pending = [(r, t) for t, _, r, _, _ in waiting]
+                state.posterior.reset(state.detector.recent() + pending)
                 alerts.append(self._alert(name, change, trigger, at))
         return alerts
 
