@@ -7,8 +7,6 @@ alerts. The same simulated requests are scored for a hard-coded fallback chain f
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 import time
 from collections import Counter, deque
@@ -23,7 +21,7 @@ from schemas import DegradationAlert
 
 from .errors import WorkerError
 from .kafka import sync_redis
-from .localstack import _Child
+from .localstack import _Child, start_worker
 from .settings import WorkerSettings
 from .simulation import PHASES, Tally, World, fallback_chain
 
@@ -31,19 +29,6 @@ __all__ = ["simulate"]
 
 GOAL = "answer"
 _RECENT = 200  # requests in the live view's traffic window
-
-
-def _start_worker(settings: WorkerSettings) -> _Child:
-    env = {
-        **os.environ,
-        "OUTROUTE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "OUTROUTE_REDIS_URL": settings.redis_url.get_secret_value(),
-        "OUTROUTE_TOPIC_PREFIX": settings.topic_prefix,
-        "OUTROUTE_REDIS_KEY_PREFIX": settings.redis_key_prefix,
-        "OUTROUTE_PARTITIONS": str(settings.partitions),
-    }
-    code = "from stream_workers.cli import main; raise SystemExit(main(['worker']))"
-    return _Child("worker", [sys.executable, "-c", code], None, env=env)
 
 
 def _alerts(redis: Any, settings: WorkerSettings, seen: set[str]) -> list[DegradationAlert]:
@@ -109,16 +94,10 @@ def simulate(
 
     world = World(requests, seed=seed)
     redis = sync_redis(settings, "the demo")
-    worker = _start_worker(settings)
+    console.print("starting a worker (join, posteriors, detector, snapshots) ...")
+    worker = start_worker(settings, stopping=stop.is_set)
     tallies = {"outroute": Tally(), "fallback chain": Tally()}
     try:
-        console.print("starting a worker (join, posteriors, detector, snapshots) ...")
-        checkpoints = f"{settings.redis_key_prefix}:join:{settings.topic_prefix}:*"
-        worker.wait_until(
-            lambda: len(redis.keys(checkpoints)) >= settings.partitions or stop.is_set(),
-            timeout=90,
-            what="take its partitions",
-        )
         router = Router(
             goal=GOAL,
             paths=[p.name for p in world.paths],

@@ -22,12 +22,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Final, Self
+from typing import IO, TYPE_CHECKING, Final, Self
 
 from schemas import redact_url
 from schemas.settings import DEFAULT_REDIS_URL
 
 from .errors import LocalStackError
+
+if TYPE_CHECKING:
+    from .settings import WorkerSettings
 
 __all__ = [
     "EmbeddedBroker",
@@ -36,6 +39,7 @@ __all__ = [
     "find_or_start_redis",
     "free_port",
     "start_redis_server",
+    "start_worker",
 ]
 
 _PR_SET_PDEATHSIG: Final = 1
@@ -397,3 +401,39 @@ class LocalStack(_Service):
         self.broker.stop()
         if self.redis is not None:
             self.redis.stop(timeout)
+
+
+def start_worker(
+    settings: WorkerSettings,
+    *,
+    stopping: Callable[[], bool] = lambda: False,
+    timeout: float = 90.0,
+) -> _Child:
+    """``outroute worker`` as a child process with ``settings``, returned once it holds every
+    partition (its join checkpoints are in Redis) or ``stopping()`` says to give up."""
+    import redis
+
+    env = {
+        **os.environ,
+        "OUTROUTE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "OUTROUTE_REDIS_URL": settings.redis_url.get_secret_value(),
+        "OUTROUTE_TOPIC_PREFIX": settings.topic_prefix,
+        "OUTROUTE_REDIS_KEY_PREFIX": settings.redis_key_prefix,
+        "OUTROUTE_PARTITIONS": str(settings.partitions),
+    }
+    code = "from stream_workers.cli import main; raise SystemExit(main(['worker']))"
+    child = _Child("worker", [sys.executable, "-c", code], None, env=env)
+    client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    checkpoints = f"{settings.redis_key_prefix}:join:{settings.topic_prefix}:*"
+    try:
+        child.wait_until(
+            lambda: stopping() or len(client.keys(checkpoints)) >= settings.partitions,
+            timeout=timeout,
+            what="take its partitions",
+        )
+    except BaseException:
+        child.stop()
+        raise
+    finally:
+        client.close()
+    return child
