@@ -33,15 +33,24 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
-from typing import Any, Final, Literal, TextIO
+from typing import Annotated, Any, Final, Literal, NotRequired, TextIO
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AliasChoices,
+    AwareDatetime,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    with_config,
+)
 from pydantic_core import to_json
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from schemas import PARTITIONER
-from schemas._types import Identifier, NonNegativeFinite, Probability, UtcDatetime
+from schemas._types import Identifier, NonNegativeFinite, Probability
 from schemas.events import FailureCategory
 
 from .errors import WorkerError
@@ -49,6 +58,7 @@ from .kafka import sync_redis
 from .settings import WorkerSettings
 
 __all__ = [
+    "ROW",
     "BackfillRow",
     "BackfillSummary",
     "Encoded",
@@ -77,25 +87,34 @@ _FIELDS: Final = (
 )
 
 
-class BackfillRow(BaseModel):
-    """One historical decision and its outcome. Strings from CSV are parsed (lax mode)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+@with_config(ConfigDict(extra="forbid", hide_input_in_errors=True))
+class BackfillRow(TypedDict):
+    """One historical decision and its outcome, as validated. Strings from CSV are parsed (lax
+    mode). A TypedDict, not a model: validating into a dict costs less than half as much per
+    row, and a backfill validates millions of rows."""
 
     trace_id: Identifier
     goal: Identifier
     path: Identifier
-    decided_at: UtcDatetime
+    decided_at: AwareDatetime
     success: bool
-    score: Probability | None = None
-    cost_usd: NonNegativeFinite | None = Field(
-        default=None, validation_alias=AliasChoices("cost_usd", "cost")
-    )
-    latency_ms: NonNegativeFinite | None = Field(
-        default=None, validation_alias=AliasChoices("latency_ms", "latency")
-    )
-    occurred_at: UtcDatetime | None = None
-    failure_category: FailureCategory | None = None
+    score: NotRequired[Probability | None]
+    cost_usd: NotRequired[
+        Annotated[
+            NonNegativeFinite | None, Field(validation_alias=AliasChoices("cost_usd", "cost"))
+        ]
+    ]
+    latency_ms: NotRequired[
+        Annotated[
+            NonNegativeFinite | None,
+            Field(validation_alias=AliasChoices("latency_ms", "latency")),
+        ]
+    ]
+    occurred_at: NotRequired[AwareDatetime | None]
+    failure_category: NotRequired[FailureCategory | None]
+
+
+ROW: Final[TypeAdapter[BackfillRow]] = TypeAdapter(BackfillRow)
 
 
 #: (Kafka key, decision JSON, outcome JSON, decided ms, occurred ms, the row's digest)
@@ -111,31 +130,37 @@ def encode_row(row: BackfillRow) -> Encoded:
     parses the result with the event models. Building event models instead costs twice as
     much per row.
     """
-    decided_at = row.decided_at
-    occurred_at = row.occurred_at
+    decided_at = row["decided_at"]
+    if decided_at.utcoffset():  # any offset becomes UTC ("...Z"), as the events' types do
+        decided_at = decided_at.astimezone(UTC)
+    latency = row.get("latency_ms")
+    occurred_at = row.get("occurred_at")
     if occurred_at is None:
-        occurred_at = decided_at + timedelta(milliseconds=row.latency_ms or 0)
+        occurred_at = decided_at + timedelta(milliseconds=latency or 0)
+    elif occurred_at.utcoffset():
+        occurred_at = occurred_at.astimezone(UTC)
     decided_ms = int(decided_at.timestamp() * 1000)
-    trace, path = row.trace_id, row.path
+    trace, goal, path = row["trace_id"], row["goal"], row["path"]
     digest = hashlib.blake2b(
-        f"{row.goal}\0{path}\0{trace}\0{decided_ms}".encode(), digest_size=12
+        f"{goal}\0{path}\0{trace}\0{decided_ms}".encode(), digest_size=12
     ).hexdigest()
     # '["<decided>","<occurred>",<score>,<cost>,<latency>]': no value holds a comma
-    decided, occurred, score, cost, latency = (
-        to_json([decided_at, occurred_at, row.score, row.cost_usd, row.latency_ms])[1:-1]
+    decided, occurred, score, cost, latency_json = (
+        to_json([decided_at, occurred_at, row.get("score"), row.get("cost_usd"), latency])[1:-1]
         .decode()
         .split(",")
     )
-    category = "null" if row.failure_category is None else f'"{row.failure_category}"'
+    failure = row.get("failure_category")
+    category = "null" if failure is None else f'"{failure}"'
     decision = (
-        f'{{"event_id":"bf-{digest}.d","trace_id":"{trace}","goal":"{row.goal}",'
+        f'{{"event_id":"bf-{digest}.d","trace_id":"{trace}","goal":"{goal}",'
         f'"path":"{path}","candidates":["{path}"],"reason":"forced","decided_at":{decided},'
         f'"service":"backfill"}}'
     )
     outcome = (
         f'{{"event_id":"bf-{digest}.o","trace_id":"{trace}",'
-        f'"success":{"true" if row.success else "false"},"score":{score},"cost_usd":{cost},'
-        f'"latency_ms":{latency},"failure_category":{category},"source":"backfill",'
+        f'"success":{"true" if row["success"] else "false"},"score":{score},"cost_usd":{cost},'
+        f'"latency_ms":{latency_json},"failure_category":{category},"source":"backfill",'
         f'"occurred_at":{occurred}}}'
     )
     occurred_ms = int(occurred_at.timestamp() * 1000)
@@ -177,7 +202,7 @@ def _validate(header: list[str] | None, record: _Raw) -> RowResult:
     number, raw = record
     if isinstance(raw, str):
         try:
-            return number, BackfillRow.model_validate_json(raw), raw, ""
+            return number, ROW.validate_json(raw), raw, ""
         except (ValidationError, ValueError) as exc:
             return number, None, raw, _reason(exc)
     text = ",".join(raw)
@@ -185,7 +210,7 @@ def _validate(header: list[str] | None, record: _Raw) -> RowResult:
         return number, None, text, f"{len(raw)} cells, the header has {len(header or ())}"
     data = {k: v for k, v in zip(header, raw, strict=True) if v != ""}
     try:
-        return number, BackfillRow.model_validate(data), text, ""
+        return number, ROW.validate_python(data), text, ""
     except (ValidationError, ValueError) as exc:
         return number, None, text, _reason(exc)
 
@@ -331,7 +356,7 @@ class _BatchRunner:
         encoded: list[Encoded] = []
         rejects: list[tuple[int, str, str]] = []
         header = self.job.header
-        validate_json = BackfillRow.model_validate_json
+        validate_json = ROW.validate_json
         for record in batch:
             raw = record[1]
             if isinstance(raw, str):  # JSON lines: the common case, inline

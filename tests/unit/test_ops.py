@@ -12,7 +12,7 @@ import pytest
 
 from schemas import DecisionEvent, DegradationAlert, OutcomeEvent, PathStats, PolicySnapshot
 from stream_workers.alerts import WebhookOptions, format_alert, payload, sign
-from stream_workers.backfill import BackfillRow, encode_row, read_rows
+from stream_workers.backfill import ROW, encode_row, read_rows
 from stream_workers.errors import WorkerError
 from stream_workers.policy_view import beta_interval, snapshot_rows
 from stream_workers.posterior.beta import beta_cdf
@@ -68,7 +68,7 @@ def test_webhook_options_reject_bad_values(kwargs: dict, message: str) -> None:
 
 
 def test_encode_row_gives_valid_events_with_ids_derived_from_the_row() -> None:
-    row = BackfillRow.model_validate_json(
+    row = ROW.validate_json(
         '{"trace_id": "t-1", "goal": "g", "path": "a", "decided_at": "2026-09-01T02:00:00+02:00",'
         ' "success": false, "score": 0.25, "cost": 0.01, "latency": 500}'
     )
@@ -82,8 +82,8 @@ def test_encode_row_gives_valid_events_with_ids_derived_from_the_row() -> None:
     assert (o.score, o.cost_usd, o.latency_ms, o.source) == (0.25, 0.01, 500.0, "backfill")
     assert d.event_id == f"bf-{digest}.d"
     assert o.event_id == f"bf-{digest}.o"
-    assert encode_row(row) == encode_row(BackfillRow.model_validate(row.model_dump()))
-    other = row.model_copy(update={"trace_id": "t-2"})
+    assert encode_row(row) == encode_row(ROW.validate_python(dict(row)))
+    other = ROW.validate_python({**row, "trace_id": "t-2"})
     assert encode_row(other)[5] != digest
 
 
