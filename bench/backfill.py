@@ -66,10 +66,7 @@ def write_rows(directory: Path, rows: int, seed: int = 7) -> tuple[Path, Path]:
 
 def raw_produce(settings: WorkerSettings, path: Path) -> float:
     """Rows/s of producing the already-encoded messages of ``path``: the ceiling."""
-    with path.open() as source:
-        messages = [
-            encode_row(row)[:5] for _, row, _, _ in read_rows(source, "jsonl") if row is not None
-        ]
+    messages = [encode_row(row)[:5] for _, row, _, _ in read_rows(path) if row is not None]
     topics = settings.topics()
     producer = Producer(producer_config(settings))  # the same settings as the backfill
     started = time.perf_counter()

@@ -7,12 +7,14 @@ import hmac
 import io
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from schemas import DecisionEvent, DegradationAlert, OutcomeEvent, PathStats, PolicySnapshot
+from stream_workers import WorkerSettings
 from stream_workers.alerts import WebhookOptions, format_alert, payload, sign
-from stream_workers.backfill import ROW, encode_row, read_rows
+from stream_workers.backfill import ROW, backfill, encode_row, read_rows
 from stream_workers.errors import WorkerError
 from stream_workers.policy_view import beta_interval, snapshot_rows
 from stream_workers.posterior.beta import beta_cdf
@@ -87,24 +89,85 @@ def test_encode_row_gives_valid_events_with_ids_derived_from_the_row() -> None:
     assert encode_row(other)[5] != digest
 
 
-def test_read_rows_numbers_lines_and_names_every_problem() -> None:
-    source = io.StringIO(
-        '{"trace_id": "a", "goal": "g", "path": "p", "decided_at": "2026-09-01T00:00:00Z",'
-        ' "success": true}\n'
-        "\n"
-        '{"trace_id": "b", "goal": "g", "path": "p", "decided_at": "2026-09-01T00:00:00",'
-        ' "success": "maybe", "score": 2}\n'
+GOOD = (
+    b'{"trace_id": "%s", "goal": "g", "path": "p", "decided_at": "2026-09-01T00:00:00Z",'
+    b' "success": true}'
+)
+
+
+def test_read_rows_numbers_lines_and_names_every_problem(tmp_path: Path) -> None:
+    source = tmp_path / "rows.jsonl"
+    source.write_bytes(
+        GOOD % b"a"
+        + b"\n\n"
+        + b'{"trace_id": "b", "goal": "g", "path": "p", "decided_at": "2026-09-01T00:00:00",'
+        b' "success": "maybe", "score": 2}\r\n'
+        + GOOD % b"c\xff"
+        + b"\n"
+        + GOOD % b"d"  # no newline at the end
     )
-    results = list(read_rows(source, "jsonl"))
-    assert [(n, row is not None) for n, row, _, _ in results] == [(1, True), (3, False)]
+    results = list(read_rows(source))
+    assert [(n, row is not None) for n, row, _, _ in results] == [
+        (1, True),
+        (3, False),
+        (4, False),
+        (5, True),
+    ]
     reason = results[1][3]
     for field in ("decided_at", "success", "score"):
         assert field in reason
+    assert results[2][2:] == (
+        (GOOD % b"c\\xff").decode(),  # the bytes as written, escaped
+        "not UTF-8: byte 0xff at column 16",
+    )
 
 
-def test_read_rows_refuses_unknown_csv_columns() -> None:
+def test_read_rows_rejects_undecodable_csv_cells_and_keeps_the_rest(tmp_path: Path) -> None:
+    source = tmp_path / "rows.csv"
+    source.write_bytes(
+        b"trace_id,goal,path,decided_at,success\n"
+        b"a,g,p,2026-09-01T00:00:00Z,true\n"
+        b"b\xfe,g,p,2026-09-01T00:00:00Z,true\n"
+        b"c,g,p,2026-09-01T00:00:00Z,1,extra\n"
+        b"d,g,p,2026-09-01T00:00:00Z,false\n"
+    )
+    results = list(read_rows(source))
+    assert [(n, row is not None, reason) for n, row, _, reason in results] == [
+        (2, True, ""),
+        (3, False, "not UTF-8: byte 0xfe in column trace_id"),
+        (4, False, "6 cells, the header has 5"),
+        (5, True, ""),
+    ]
+
+
+def test_read_rows_refuses_unknown_csv_columns(tmp_path: Path) -> None:
+    source = tmp_path / "rows.csv"
+    source.write_text("trace_id,colour\n1,red\n")
     with pytest.raises(WorkerError, match=r"unknown CSV column\(s\) \['colour'\]"):
-        list(read_rows(io.StringIO("trace_id,colour\n1,red\n"), "csv"))
+        list(read_rows(source))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_dry_run_in_small_batches_reads_every_row_where_it_is(tmp_path: Path, fmt: str) -> None:
+    """Rows and line numbers do not depend on where the batches are cut."""
+    lines = [f"t{i}" for i in range(7)]
+    if fmt == "jsonl":
+        body = b"\n".join(GOOD % t.encode() for t in lines).replace(b'"t3"', b'"t 3"')
+        source = tmp_path / "rows.jsonl"
+        source.write_bytes(body + b"\n\n")
+        bad_line = 4
+    else:
+        body = b"\n".join(f"{t},g,p,2026-09-01T00:00:00Z,true".encode() for t in lines)
+        source = tmp_path / "rows.csv"
+        source.write_bytes(b"trace_id,goal,path,decided_at,success\n" + body.replace(b"t3", b"t 3"))
+        bad_line = 5
+    rejects = io.StringIO()
+    summary = backfill(WorkerSettings(), source, rejects=rejects, dry_run=True, batch_rows=2)
+    assert (summary.rows, summary.valid, summary.rejected) == (7, 6, 1)
+    (reject,) = [json.loads(line) for line in rejects.getvalue().splitlines()]
+    assert reject["line"] == bad_line
+    assert "trace_id" in reject["reason"]
+    assert "t 3" in reject["row"]
 
 
 @pytest.mark.parametrize(("a", "b"), [(1.0, 1.0), (91.0, 11.0), (2.5, 40.0)])
