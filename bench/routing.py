@@ -220,30 +220,20 @@ def summarize(scenario: Scenario, runs: list[Run]) -> dict[str, Any]:
     return out
 
 
-def print_summary(console: Console, summary: dict[str, Any]) -> None:
+def summary_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The column names and one row of cells per policy."""
     phases = list(next(iter(summary["policies"].values()))["phases"])
-    table = Table(
-        title=f"{summary['scenario']}: {summary['description']}",
-        title_justify="left",
-        caption="success % per phase ± 95% CI over seeds; regret = oracle's successes minus "
-        "the policy's per 1,000 requests",
-        caption_justify="left",
-    )
-    table.add_column("policy")
-    for name in phases:
-        table.add_column(f"{name} %", justify="right")
-    table.add_column("overall %", justify="right")
-    table.add_column("regret /1k", justify="right")
-    table.add_column("$ /1k req", justify="right")
-    table.add_column("latency ms", justify="right")
+    columns = ["policy", *(f"{name} %" for name in phases)]
+    columns += ["overall %", "regret /1k", "$ /1k req", "latency ms"]
     has_leave = any(row["leave"] is not None for row in summary["policies"].values())
     has_return = any(row["return"] is not None for row in summary["policies"].values())
     if has_leave:
-        table.add_column(f"requests until <{LEAVE_BELOW:.0%} on it", justify="right")
+        columns.append(f"requests until <{LEAVE_BELOW:.0%} on it")
     if has_return:
-        table.add_column(f"requests until >={RETURN_AT:.0%} on it", justify="right")
+        columns.append(f"requests until >={RETURN_AT:.0%} on it")
+    rows = []
     for policy, row in summary["policies"].items():
-        cells = [_ci(row["phases"][name]) for name in phases]
+        cells = [policy, *(_ci(row["phases"][name]) for name in phases)]
         cells += [
             _ci(row["overall"]),
             _ci(row["regret_per_1k"], scale=1.0),
@@ -254,8 +244,52 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
             cells.append(_until(row["leave"]) if row["leave"] is not None else "-")
         if has_return:
             cells.append(_until(row["return"]) if row["return"] is not None else "-")
-        table.add_row(policy, *cells)
+        rows.append(cells)
+    return columns, rows
+
+
+def print_summary(console: Console, summary: dict[str, Any]) -> None:
+    columns, rows = summary_table(summary)
+    table = Table(
+        title=f"{summary['scenario']}: {summary['description']}",
+        title_justify="left",
+        caption="success % per phase ± 95% CI over seeds; regret = oracle's successes minus "
+        "the policy's per 1,000 requests",
+        caption_justify="left",
+    )
+    for k, column in enumerate(columns):
+        table.add_column(column, justify="left" if k == 0 else "right")
+    for cells in rows:
+        table.add_row(*cells)
     console.print(table)
+
+
+def markdown(summaries: list[dict[str, Any]]) -> str:
+    """The same tables in Markdown, as BENCHMARKS.md shows them."""
+    parts = []
+    for summary in summaries:
+        columns, rows = summary_table(summary)
+        lines = [
+            f"**{summary['scenario']}**: {summary['description']}",
+            "",
+            "| " + " | ".join(columns) + " |",
+            "|---|" + "---:|" * (len(columns) - 1),
+        ]
+        for cells in rows:
+            name = f"**{cells[0]}**" if cells[0] == "outroute" else cells[0]
+            lines.append("| " + " | ".join([name, *cells[1:]]) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+#: Line styles of the plot: the two chains often send the same traffic, so one is dashed.
+STYLES: dict[str, dict[str, Any]] = {
+    "outroute": {"linewidth": 2.0, "color": "tab:blue"},
+    "chain (exceptions)": {"linewidth": 2.4, "color": "tab:orange", "linestyle": "--"},
+    "chain (+ check)": {"linewidth": 1.2, "color": "tab:green"},
+    "plain Thompson": {"linewidth": 1.2, "color": "tab:red"},
+    "oracle": {"linewidth": 1.2, "color": "black", "linestyle": ":"},
+}
 
 
 def plot(path: Path, by_scenario: dict[str, list[Run]], window: int = 200) -> str:
@@ -285,7 +319,7 @@ def plot(path: Path, by_scenario: dict[str, list[Run]], window: int = 200) -> st
                     for r in runs
                 ]
                 series.append(statistics.fmean(shares))
-            ax.plot(xs, series, label=policy, linewidth=1.2)
+            ax.plot(xs, series, label=policy, **STYLES.get(policy, {}))
         for at in (scenario.degrade_at, scenario.recover_at):
             if at is not None:
                 ax.axvline(at * n, color="grey", linestyle=":", linewidth=1)
@@ -334,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--plot", type=Path, default=ROOT / "bench" / "results" / "routing.png")
     parser.add_argument("--json", type=Path, help="also write the per-seed figures here")
+    parser.add_argument("--markdown", type=Path, help="also write the tables here (Markdown)")
     parser.add_argument("--partitions", type=int, default=4)
     args = parser.parse_args(argv)
     known = {s.name: s for s in SCENARIOS}
@@ -397,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(plot(args.plot, runs_by), highlight=False)
     if args.json:
         args.json.write_text(json.dumps(summaries, indent=1))
+    if args.markdown:
+        args.markdown.write_text(markdown(summaries))
     return 0
 
 

@@ -19,7 +19,7 @@ def test_the_routing_bench_moves_traffic_off_a_degraded_path(tmp_path: Path) -> 
             str(ROOT / "bench" / "routing.py"),
             *("--seeds", "1", "--requests", "2000", "--speed", "200"),
             *("--scenarios", "sudden", "--plot", str(tmp_path / "routing.png")),
-            *("--json", str(figures)),
+            *("--json", str(figures), "--markdown", str(tmp_path / "routing.md")),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -40,3 +40,8 @@ def test_the_routing_bench_moves_traffic_off_a_degraded_path(tmp_path: Path) -> 
     (chain,) = rows["chain (exceptions)"]["phases"]["degraded"]
     assert ours > chain + 0.40, proc.stdout
     assert rows["chain (exceptions)"]["leave"] == [None]
+    table = (tmp_path / "routing.md").read_text()
+    assert "| policy | before % | degraded % | overall % |" in table
+    (before,), (degraded,) = rows["outroute"]["phases"].values()
+    cells = f"{100 * before:.1f} ± 0.0 | {100 * degraded:.1f} ± 0.0"  # one seed: no interval
+    assert f"| **outroute** | {cells} |" in table
