@@ -169,6 +169,16 @@ def _until(values: Sequence[int | None]) -> str:
     return text + (f", never in {missed}" if missed else "")
 
 
+def _reactions(
+    paths: list[list[str]], watch: str, since: int | None, **threshold: float
+) -> list[int | None] | None:
+    """Per seed, requests from ``since`` until the share of ``watch`` crosses the threshold
+    (None: the scenario has no such moment)."""
+    if since is None:
+        return None
+    return [requests_until_share(p, watch, since, window=WINDOW, **threshold) for p in paths]
+
+
 def summarize(scenario: Scenario, runs: list[Run]) -> dict[str, Any]:
     """Per policy: per-phase success, overall, regret against the oracle, cost, latency,
     and how fast traffic left / came back to the watched path."""
@@ -185,35 +195,12 @@ def summarize(scenario: Scenario, runs: list[Run]) -> dict[str, Any]:
         ]
         row["cost_per_1k"] = [1000.0 * statistics.fmean(r.records[policy].cost_usd) for r in runs]
         row["latency_ms"] = [statistics.fmean(r.records[policy].latency_ms) for r in runs]
-        degrade = runs[0].world.at(scenario.degrade_at)
-        recover = runs[0].world.at(scenario.recover_at)
-        row["leave"] = (
-            None
-            if degrade is None
-            else [
-                requests_until_share(
-                    r.records[policy].paths,
-                    scenario.watch,
-                    degrade,
-                    below=LEAVE_BELOW,
-                    window=WINDOW,
-                )
-                for r in runs
-            ]
+        paths = [r.records[policy].paths for r in runs]
+        row["leave"] = _reactions(
+            paths, scenario.watch, runs[0].world.at(scenario.degrade_at), below=LEAVE_BELOW
         )
-        row["return"] = (
-            None
-            if recover is None
-            else [
-                requests_until_share(
-                    r.records[policy].paths,
-                    scenario.watch,
-                    recover,
-                    at_least=RETURN_AT,
-                    window=WINDOW,
-                )
-                for r in runs
-            ]
+        row["return"] = _reactions(
+            paths, scenario.watch, runs[0].world.at(scenario.recover_at), at_least=RETURN_AT
         )
         policies[policy] = row
     out["policies"] = policies
