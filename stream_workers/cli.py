@@ -34,6 +34,40 @@ __all__ = ["build_parser", "main"]
 EXIT_FAILURE = 1
 
 
+def _number(
+    kind: Callable[[str], float],
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    at_most: float | None = None,
+) -> Callable[[str], Any]:
+    """An argparse type: ``kind`` (int or float) within bounds, else a usage error that says
+    the rule (argparse prints it after the flag's name)."""
+    noun = "a whole number" if kind is int else "a number"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if above is not None and not value > above:
+            raise argparse.ArgumentTypeError(f"must be > {above:g}, got {text}")
+        if at_least is not None and value < at_least:
+            raise argparse.ArgumentTypeError(f"must be >= {at_least:g}, got {text}")
+        if at_most is not None and value > at_most:
+            raise argparse.ArgumentTypeError(f"must be <= {at_most:g}, got {text}")
+        return value
+
+    return parse
+
+
+_SECONDS = _number(float, above=0)
+_COUNT = _number(int, at_least=1)
+_PORT = _number(int, at_least=1, at_most=65535)
+
+
 def _version() -> str:
     try:
         return version("outroute")
@@ -66,7 +100,7 @@ def _add_connection_flags(parser: argparse.ArgumentParser, *, creating: bool = F
     group.add_argument("--topic-prefix", metavar="PREFIX", help="prefix of the topic names")
     group.add_argument(
         "--timeout",
-        type=float,
+        type=_SECONDS,
         default=10.0,
         metavar="SECONDS",
         help="give up on an unreachable broker after this long (default 10)",
@@ -74,12 +108,12 @@ def _add_connection_flags(parser: argparse.ArgumentParser, *, creating: bool = F
     if creating:
         group.add_argument(
             "--partitions",
-            type=int,
+            type=_COUNT,
             metavar="N",
             help="partitions of decisions, outcomes and path-deltas (default 12)",
         )
         group.add_argument(
-            "--replication-factor", type=int, metavar="N", help="replication factor (default 1)"
+            "--replication-factor", type=_COUNT, metavar="N", help="replication factor (default 1)"
         )
 
 
@@ -337,20 +371,28 @@ def build_parser() -> argparse.ArgumentParser:
         "phase next to a hard-coded fallback chain on the same requests. Ctrl-C stops "
         "everything cleanly. With --stack-only, just the local stack until Ctrl-C.",
     )
-    demo.add_argument("--broker-port", type=int, metavar="PORT", help="default: a free port")
+    demo.add_argument("--broker-port", type=_PORT, metavar="PORT", help="default: a free port")
     demo.add_argument(
         "--redis-url",
         metavar="URL",
         help="Redis to use; if none answers there, redis-server is started on a free port "
         "(default: OUTROUTE_REDIS_URL or redis://127.0.0.1:6379/0)",
     )
-    demo.add_argument("--partitions", type=int, default=4, metavar="N", help="default: 4")
+    demo.add_argument("--partitions", type=_COUNT, default=4, metavar="N", help="default: 4")
     demo.add_argument(
-        "--requests", type=int, default=6000, metavar="N", help="simulated requests (6000)"
+        "--requests",
+        type=_number(int, at_least=30),
+        default=6000,
+        metavar="N",
+        help="simulated requests, at least 30 (6000)",
     )
     demo.add_argument("--seed", type=int, default=0, help="of the simulated world (0)")
     demo.add_argument(
-        "--speed", type=float, default=100.0, metavar="R", help="requests per second (100)"
+        "--speed",
+        type=_number(float, above=0),
+        default=100.0,
+        metavar="R",
+        help="requests per second (100)",
     )
     demo.add_argument(
         "--no-live", action="store_true", help="plain log lines instead of the live view"
@@ -360,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--duration",
-        type=float,
+        type=_SECONDS,
         metavar="SECONDS",
         help="with --stack-only: stop by itself after this long (default: until Ctrl-C)",
     )
@@ -378,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connection_flags(worker)
     worker.add_argument(
         "--metrics-port",
-        type=int,
+        type=_PORT,
         metavar="PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off)",
     )
@@ -445,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: OUTROUTE_ALERTS_WEBHOOK_SECRET, if set)",
     )
     forward.add_argument(
-        "--http-timeout", type=float, default=10.0, metavar="SECONDS", help="default: 10"
+        "--http-timeout", type=_SECONDS, default=10.0, metavar="SECONDS", help="default: 10"
     )
     forward.set_defaults(func=_cmd_alerts_forward)
 
@@ -467,10 +509,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--rejects", type=Path, metavar="PATH", help="write bad rows here (JSON lines)"
     )
     backfill.add_argument("--dry-run", action="store_true", help="validate only; send nothing")
-    backfill.add_argument("--rate", type=float, metavar="N", help="send at most N rows/s")
+    backfill.add_argument(
+        "--rate", type=_number(float, above=0), metavar="N", help="send at most N rows/s"
+    )
     backfill.add_argument(
         "--workers",
-        type=int,
+        type=_COUNT,
         default=min(8, (os.cpu_count() or 1) + 1),
         metavar="N",
         help="processes that validate, encode and send batches of rows; one more than the "

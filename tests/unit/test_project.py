@@ -56,7 +56,8 @@ def test_public_names(module: Any) -> None:
 
 
 COMMANDS = [[], ["demo"], ["topics"], ["topics", "create"], ["topics", "describe"], ["schemas"]]
-COMMANDS += [["schemas", "export"]]
+COMMANDS += [["schemas", "export"], ["worker"], ["alerts"], ["alerts", "tail"]]
+COMMANDS += [["alerts", "forward"], ["backfill"], ["policy"], ["goals"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "outroute")
@@ -72,6 +73,32 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
         main(["frobnicate"])
     assert info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["backfill", "rows.jsonl", "--rate", "0"], "argument --rate: must be > 0, got 0"),
+        (["backfill", "rows.jsonl", "--workers", "0"], "argument --workers: must be >= 1, got 0"),
+        (["backfill", "rows.jsonl", "--workers", "2.5"], "expected a whole number, got '2.5'"),
+        (["demo", "--requests", "10"], "argument --requests: must be >= 30, got 10"),
+        (["demo", "--speed", "-1"], "argument --speed: must be > 0, got -1"),
+        (["demo", "--speed", "nan"], "expected a finite number, got 'nan'"),
+        (["demo", "--broker-port", "0"], "argument --broker-port: must be >= 1, got 0"),
+        (["demo", "--stack-only", "--duration", "-1"], "argument --duration: must be > 0"),
+        (["topics", "create", "--timeout", "0"], "argument --timeout: must be > 0, got 0"),
+        (["topics", "create", "--partitions", "x"], "expected a whole number, got 'x'"),
+        (["worker", "--metrics-port", "70000"], "must be <= 65535, got 70000"),
+        (["alerts", "forward", "--webhook", "http://h/", "--http-timeout", "0"], "must be > 0"),
+    ],
+)
+def test_out_of_range_flags_are_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_bad_setting_is_one_line_and_exit_1(
