@@ -151,9 +151,13 @@ class WebhookOptions:
     client_error_attempts: int = 3
 
     def __post_init__(self) -> None:
-        scheme = self.url.split("://", 1)[0].lower()
-        if scheme not in ("http", "https") or "://" not in self.url:
-            raise ValueError(f"webhook URL must be http:// or https://, got {self.url!r}")
+        scheme, sep, rest = self.url.partition("://")
+        if scheme.lower() not in ("http", "https") or not sep or not rest.split("/", 1)[0]:
+            # not the URL itself: webhook URLs often hold a token
+            shown = f"scheme {scheme!r}" if sep else "no scheme"
+            raise ValueError(
+                f"webhook URL must be http://HOST/... or https://HOST/..., got {shown}"
+            )
         first, factor, ceiling = self.backoff
         if not (0 < first <= ceiling and factor >= 1):
             raise ValueError(

@@ -260,7 +260,10 @@ def _cmd_alerts_forward(args: argparse.Namespace, console: Console) -> int:
         secret = value.encode()
     elif settings.alerts_webhook_secret and settings.alerts_webhook_secret.get_secret_value():
         secret = settings.alerts_webhook_secret.get_secret_value().encode()
-    options = WebhookOptions(url=url, secret=secret, timeout=args.http_timeout)
+    try:
+        options = WebhookOptions(url=url, secret=secret, timeout=args.http_timeout)
+    except ValueError as exc:
+        raise WorkerError(f"--webhook: {exc}") from None
     _require_topics(settings, args.timeout, settings.topics().alerts.name)
     print(
         f"forwarding alerts of {settings.topics().alerts.name} to "
