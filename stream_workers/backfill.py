@@ -22,6 +22,7 @@ that many processes, and reported in file order.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -243,10 +244,14 @@ def _csv_header(source: IO[str]) -> tuple[list[str], Iterator[tuple[int, list[st
 
 def _open(path: Path, fmt: Format) -> IO[Any]:
     """JSON lines as bytes; CSV as text, keeping undecodable bytes so their rows are rejected
-    with the reason (and the rest of the file still read)."""
+    with the reason (and the rest of the file still read). A leading byte-order mark, as
+    spreadsheet exports write, is skipped."""
     if fmt == "jsonl":
-        return path.open("rb")
-    return path.open(encoding="utf-8", errors="surrogateescape", newline="")
+        source = path.open("rb")
+        if source.peek(len(codecs.BOM_UTF8)).startswith(codecs.BOM_UTF8):
+            source.read(len(codecs.BOM_UTF8))
+        return source
+    return path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
 def read_rows(path: Path, fmt: Format | None = None) -> Iterator[RowResult]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import hmac
 import io
@@ -142,6 +143,20 @@ def test_read_rows_rejects_undecodable_csv_cells_and_keeps_the_rest(tmp_path: Pa
         (4, False, "6 cells, the header has 5"),
         (5, True, ""),
     ]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_byte_order_mark_is_skipped(tmp_path: Path, fmt: str) -> None:
+    source = tmp_path / f"rows.{fmt}"
+    if fmt == "jsonl":
+        body = GOOD % b"a" + b"\n"
+    else:
+        body = b"trace_id,goal,path,decided_at,success\r\na,g,p,2026-09-01T00:00:00Z,true\r\n"
+    source.write_bytes(codecs.BOM_UTF8 + body)
+    ((number, row, _, reason),) = read_rows(source)
+    assert (number, reason) == (1 if fmt == "jsonl" else 2, "")
+    assert row is not None
+    assert row["trace_id"] == "a"
 
 
 def test_read_rows_refuses_unknown_csv_columns(tmp_path: Path) -> None:
