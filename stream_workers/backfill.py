@@ -196,29 +196,51 @@ def _validate_line(number: int, line: bytes) -> RowResult:
     try:
         text = line.decode().rstrip("\r")
     except UnicodeDecodeError as exc:
-        return number, None, line.decode(errors="backslashreplace"), _not_utf8(line, exc)
+        return number, None, _clip(line.decode(errors="backslashreplace")), _not_utf8(line, exc)
     try:
         return number, ROW.validate_json(line), text, ""
     except (ValidationError, ValueError) as exc:
-        return number, None, text, _reason(exc)
+        return number, None, _clip(text), _reason(exc)
+
+
+#: A rejected row longer than this is cut in the rejects file (a whole JSON array on one line,
+#: say, is one bad row, not a copy of the file).
+MAX_REJECT_CHARS: Final = 10_000
+
+
+def _clip(text: str) -> str:
+    if len(text) <= MAX_REJECT_CHARS:
+        return text
+    return f"{text[:MAX_REJECT_CHARS]}... ({len(text) - MAX_REJECT_CHARS:,} more characters)"
 
 
 def _validate_cells(header: list[str], number: int, cells: list[str]) -> RowResult:
     """One CSV record validated (strings parsed in lax mode), or the reasons it was rejected."""
     text = ",".join(cells)
     if len(cells) != len(header):
-        return number, None, text, f"{len(cells)} cells, the header has {len(header)}"
-    for column, cell in zip(header, cells, strict=True):
-        try:
-            cell.encode()
-        except UnicodeEncodeError as exc:  # read with surrogateescape: the byte is kept
-            byte = ord(cell[exc.start]) - 0xDC00
-            return number, None, text, f"not UTF-8: byte 0x{byte:02x} in column {column}"
+        return number, None, _shown(text), f"{len(cells)} cells, the header has {len(header)}"
     data = {k: v for k, v in zip(header, cells, strict=True) if v != ""}
     try:
         return number, ROW.validate_python(data), text, ""
     except (ValidationError, ValueError) as exc:
-        return number, None, text, _reason(exc)
+        # no field accepts a byte that is not UTF-8, so that check waits for a failure
+        return number, None, _shown(text), _undecodable(header, cells) or _reason(exc)
+
+
+def _undecodable(header: list[str], cells: list[str]) -> str:
+    """Why a CSV record read with surrogateescape is not UTF-8, or ""."""
+    for column, cell in zip(header, cells, strict=True):
+        try:
+            cell.encode()
+        except UnicodeEncodeError as exc:
+            byte = ord(cell[exc.start]) - 0xDC00
+            return f"not UTF-8: byte 0x{byte:02x} in column {column}"
+    return ""
+
+
+def _shown(text: str) -> str:
+    """CSV text as the rejects file shows it: undecodable bytes as \\xNN, like JSON lines."""
+    return _clip(text.encode(errors="surrogateescape").decode(errors="backslashreplace"))
 
 
 def _json_lines(chunk: _JsonChunk) -> Iterator[tuple[int, bytes]]:

@@ -15,7 +15,7 @@ import pytest
 from schemas import DecisionEvent, DegradationAlert, OutcomeEvent, PathStats, PolicySnapshot
 from stream_workers import WorkerSettings
 from stream_workers.alerts import WebhookOptions, format_alert, payload, sign
-from stream_workers.backfill import ROW, backfill, encode_row, read_rows
+from stream_workers.backfill import MAX_REJECT_CHARS, ROW, backfill, encode_row, read_rows
 from stream_workers.errors import WorkerError
 from stream_workers.policy_view import beta_interval, snapshot_rows
 from stream_workers.posterior.beta import beta_cdf
@@ -143,6 +143,7 @@ def test_read_rows_rejects_undecodable_csv_cells_and_keeps_the_rest(tmp_path: Pa
         (4, False, "6 cells, the header has 5"),
         (5, True, ""),
     ]
+    assert results[1][2] == "b\\xfe,g,p,2026-09-01T00:00:00Z,true"  # as the bytes were
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
@@ -157,6 +158,18 @@ def test_a_byte_order_mark_is_skipped(tmp_path: Path, fmt: str) -> None:
     assert (number, reason) == (1 if fmt == "jsonl" else 2, "")
     assert row is not None
     assert row["trace_id"] == "a"
+
+
+def test_a_huge_bad_line_is_cut_in_the_rejects(tmp_path: Path) -> None:
+    """A JSON array of rows on one line is one bad row, and the rejects file gets its start."""
+    array = b"[" + b",".join([GOOD % b"a"] * 1000) + b"]"
+    source = tmp_path / "rows.jsonl"
+    source.write_bytes(array + b"\n" + GOOD % b"b")
+    (bad, good) = read_rows(source)
+    assert bad[3] == "row: Input should be an object"
+    more = len(array) - MAX_REJECT_CHARS
+    assert bad[2] == f"{array[:MAX_REJECT_CHARS].decode()}... ({more:,} more characters)"
+    assert good[1] is not None
 
 
 def test_read_rows_refuses_unknown_csv_columns(tmp_path: Path) -> None:
