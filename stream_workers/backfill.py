@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import IO, Annotated, Any, Final, Literal, NotRequired, TextIO
@@ -123,7 +123,7 @@ ROW: Final[TypeAdapter[BackfillRow]] = TypeAdapter(BackfillRow)
 Encoded = tuple[bytes, bytes, bytes, int, int, str]
 
 
-def encode_row(row: BackfillRow) -> Encoded:
+def encode_row(row: BackfillRow, *, latest_ms: int | None = None) -> Encoded:
     """The row's two messages, keyed by trace id, and the digest their event ids derive from.
 
     The JSON is assembled from the row's validated fields (the events' own types): identifiers
@@ -131,17 +131,30 @@ def encode_row(row: BackfillRow) -> Encoded:
     escaping; timestamps and numbers are serialised by pydantic_core in one call. A unit test
     parses the result with the event models. Building event models instead costs twice as
     much per row.
+
+    Raises ValueError, naming the field, for a time a Kafka timestamp cannot hold (before 1970)
+    or later than ``latest_ms``: a row from the future would move the pipeline's event-time
+    clocks past the live traffic, which would then look stale.
     """
-    # Any offset becomes UTC ("...Z"), as the events' types do; datetime.UTC also makes
-    # timestamp() three times cheaper than the tzinfo the validator attaches.
-    decided_at = row["decided_at"].astimezone(UTC)
     latency = row.get("latency_ms")
     occurred_at = row.get("occurred_at")
-    if occurred_at is None:
-        occurred_at = decided_at + timedelta(milliseconds=latency or 0)
-    else:
-        occurred_at = occurred_at.astimezone(UTC)
+    field = "decided_at"
+    try:  # OverflowError: within a day of the years 1 and 9999
+        # Any offset becomes UTC ("...Z"), as the events' types do; datetime.UTC also makes
+        # timestamp() three times cheaper than the tzinfo the validator attaches.
+        decided_at = row["decided_at"].astimezone(UTC)
+        field = "occurred_at"
+        if occurred_at is None:
+            occurred_at = decided_at + timedelta(milliseconds=latency or 0)
+        else:
+            occurred_at = occurred_at.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{field}: out of the range of dates (years 1 to 9999)") from None
     decided_ms = int(decided_at.timestamp() * 1000)
+    occurred_ms = int(occurred_at.timestamp() * 1000)
+    latest = _MAX_MS if latest_ms is None else latest_ms
+    if not (0 <= decided_ms <= latest and 0 <= occurred_ms <= latest):
+        raise ValueError(_out_of_range(decided_at, decided_ms, occurred_at, occurred_ms, latest))
     trace, goal, path = row["trace_id"], row["goal"], row["path"]
     digest = hashlib.blake2b(
         f"{goal}\0{path}\0{trace}\0{decided_ms}".encode(), digest_size=12
@@ -165,8 +178,30 @@ def encode_row(row: BackfillRow) -> Encoded:
         f'"latency_ms":{latency_json},"failure_category":{category},"source":"backfill",'
         f'"occurred_at":{occurred}}}'
     )
-    occurred_ms = int(occurred_at.timestamp() * 1000)
     return trace.encode(), decision.encode(), outcome.encode(), decided_ms, occurred_ms, digest
+
+
+_MAX_MS: Final = 2**63 - 1  # Kafka timestamps are 64-bit milliseconds
+#: How far after "now" a row may be dated (clock skew between the sources of the history).
+FUTURE_SLACK: Final = timedelta(minutes=5)
+
+
+def _latest_ms() -> int:
+    """The latest time a row may carry, from now."""
+    return int((time.time() + FUTURE_SLACK.total_seconds()) * 1000)
+
+
+def _out_of_range(
+    decided_at: datetime, decided_ms: int, occurred_at: datetime, occurred_ms: int, latest: int
+) -> str:
+    field, at, ms = (
+        ("decided_at", decided_at, decided_ms)
+        if not 0 <= decided_ms <= latest
+        else ("occurred_at", occurred_at, occurred_ms)
+    )
+    if ms < 0:
+        return f"{field}: {at.isoformat()} is before 1970, where Kafka timestamps start"
+    return f"{field}: {at.isoformat()} is in the future; a backfill is history"
 
 
 def _reason(exc: Exception) -> str:
@@ -191,16 +226,18 @@ def _not_utf8(raw: bytes, exc: UnicodeDecodeError) -> str:
     return f"not UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}"
 
 
-def _validate_line(number: int, line: bytes) -> RowResult:
+def _validate_line(number: int, line: bytes, latest_ms: int) -> RowResult:
     """One JSON line (without its newline) validated, or the reasons it was rejected."""
     try:
         text = line.decode().rstrip("\r")
     except UnicodeDecodeError as exc:
         return number, None, _clip(line.decode(errors="backslashreplace")), _not_utf8(line, exc)
     try:
-        return number, ROW.validate_json(line), text, ""
+        row = ROW.validate_json(line)
+        encode_row(row, latest_ms=latest_ms)  # its times
     except (ValidationError, ValueError) as exc:
         return number, None, _clip(text), _reason(exc)
+    return number, row, text, ""
 
 
 #: A rejected row longer than this is cut in the rejects file (a whole JSON array on one line,
@@ -214,17 +251,23 @@ def _clip(text: str) -> str:
     return f"{text[:MAX_REJECT_CHARS]}... ({len(text) - MAX_REJECT_CHARS:,} more characters)"
 
 
-def _validate_cells(header: list[str], number: int, cells: list[str]) -> RowResult:
+def _validate_cells(header: list[str], number: int, cells: list[str], latest_ms: int) -> RowResult:
     """One CSV record validated (strings parsed in lax mode), or the reasons it was rejected."""
     text = ",".join(cells)
     if len(cells) != len(header):
         return number, None, _shown(text), f"{len(cells)} cells, the header has {len(header)}"
-    data = {k: v for k, v in zip(header, cells, strict=True) if v != ""}
     try:
-        return number, ROW.validate_python(data), text, ""
+        row = ROW.validate_python(_cells_dict(header, cells))
+        encode_row(row, latest_ms=latest_ms)  # its times
     except (ValidationError, ValueError) as exc:
         # no field accepts a byte that is not UTF-8, so that check waits for a failure
         return number, None, _shown(text), _undecodable(header, cells) or _reason(exc)
+    return number, row, text, ""
+
+
+def _cells_dict(header: list[str], cells: list[str]) -> dict[str, str]:
+    """A CSV record as the row's fields; empty cells are absent fields."""
+    return {k: v for k, v in zip(header, cells, strict=True) if v != ""}
 
 
 def _undecodable(header: list[str], cells: list[str]) -> str:
@@ -280,15 +323,16 @@ def read_rows(path: Path, fmt: Format | None = None) -> Iterator[RowResult]:
     """Every non-blank row of ``path`` validated, with its line number (1-based, as editors
     count)."""
     fmt = fmt or _format_of(path)
+    latest_ms = _latest_ms()
     with _open(path, fmt) as source:
         if fmt == "jsonl":
             for number, line in enumerate(source, start=1):
                 if line.strip():
-                    yield _validate_line(number, line.rstrip(b"\n"))
+                    yield _validate_line(number, line.rstrip(b"\n"), latest_ms)
             return
         header, records = _csv_header(source)
         for number, cells in records:
-            yield _validate_cells(header, number, cells)
+            yield _validate_cells(header, number, cells, latest_ms)
 
 
 def _format_of(path: Path) -> Format:
@@ -441,22 +485,27 @@ class _BatchRunner:
     def __call__(self, batch: _Batch, send: bool) -> _BatchResult:
         encoded: list[Encoded] = []
         rejects: list[tuple[int, str, str]] = []
+        latest_ms = _latest_ms()
         if isinstance(batch, tuple):  # JSON lines: the common case, validated inline
             validate_json = ROW.validate_json
             for number, line in _json_lines(batch):
                 try:
-                    encoded.append(encode_row(validate_json(line)))
+                    encoded.append(encode_row(validate_json(line), latest_ms=latest_ms))
                 except (ValidationError, ValueError):
-                    _, _, text, reason = _validate_line(number, line)  # says why
+                    _, _, text, reason = _validate_line(number, line, latest_ms)  # says why
                     rejects.append((number, text, reason))
         else:
-            header = self.job.header
+            header, validate = self.job.header, ROW.validate_python
             for number, cells in batch:
-                number, row, text, reason = _validate_cells(header, number, cells)
-                if row is None:
-                    rejects.append((number, text, reason))
-                else:
-                    encoded.append(encode_row(row))
+                try:
+                    if len(cells) == len(header):
+                        row = validate(_cells_dict(header, cells))
+                        encoded.append(encode_row(row, latest_ms=latest_ms))
+                        continue
+                except (ValidationError, ValueError):
+                    pass
+                _, _, text, reason = _validate_cells(header, number, cells, latest_ms)  # says why
+                rejects.append((number, text, reason))
         if not send or not encoded:
             return len(encoded), rejects, True, ""
         if self.sender is None:

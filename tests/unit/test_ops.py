@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -158,6 +158,42 @@ def test_a_byte_order_mark_is_skipped(tmp_path: Path, fmt: str) -> None:
     assert (number, reason) == (1 if fmt == "jsonl" else 2, "")
     assert row is not None
     assert row["trace_id"] == "a"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_rows_outside_kafka_time_or_in_the_future_are_rejected(tmp_path: Path, fmt: str) -> None:
+    """Before 1970 a Kafka timestamp cannot hold the time; a row from the future would move the
+    pipeline's event-time clocks past the live traffic; year 9999 + latency overflows."""
+    soon = datetime.now(UTC) + timedelta(minutes=1)  # within the clock-skew slack
+    later = datetime.now(UTC) + timedelta(days=1)
+    rows = [
+        ("ok", "2026-09-01T00:00:00Z", "", ""),
+        ("soon", soon.isoformat(), "", ""),
+        ("old", "1960-01-01T00:00:00Z", "", "decided_at: 1960-01-01T00:00:00+00:00 is before"),
+        ("late", "2026-09-01T00:00:00Z", later.isoformat(), "occurred_at: 20"),
+        ("edge", "9999-12-31T23:59:59Z", "", "occurred_at: out of the range of dates"),
+    ]
+    source = tmp_path / f"rows.{fmt}"
+    if fmt == "jsonl":
+        lines = []
+        for trace, decided, occurred, _ in rows:
+            row = {"trace_id": trace, "goal": "g", "path": "p", "decided_at": decided}
+            row |= {"success": True, "latency_ms": 5000}
+            lines.append(json.dumps(row | ({"occurred_at": occurred} if occurred else {})))
+        source.write_text("\n".join(lines))
+    else:
+        head = "trace_id,goal,path,decided_at,occurred_at,success,latency_ms\n"
+        body = "".join(f"{t},g,p,{d},{o},true,5000\n" for t, d, o, _ in rows)
+        source.write_text(head + body)
+    checked = list(read_rows(source))
+    for (_, row, _, reason), (trace, *_, want) in zip(checked, rows, strict=True):
+        assert (row is None, reason[: len(want)]) == (bool(want), want), trace
+    assert checked[3][3].endswith("is in the future; a backfill is history")
+    rejects = io.StringIO()
+    summary = backfill(WorkerSettings(), source, rejects=rejects, dry_run=True)
+    assert (summary.valid, summary.rejected) == (2, 3)
+    reasons = [json.loads(line)["reason"] for line in rejects.getvalue().splitlines()]
+    assert reasons == [reason for *_, reason in checked if reason]
 
 
 def test_a_huge_bad_line_is_cut_in_the_rejects(tmp_path: Path) -> None:
