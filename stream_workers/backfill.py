@@ -182,13 +182,11 @@ def encode_row(row: BackfillRow, *, latest_ms: int | None = None) -> Encoded:
 
 
 _MAX_MS: Final = 2**63 - 1  # Kafka timestamps are 64-bit milliseconds
-#: How far after "now" a row may be dated (clock skew between the sources of the history).
-FUTURE_SLACK: Final = timedelta(minutes=5)
 
 
-def _latest_ms() -> int:
-    """The latest time a row may carry, from now."""
-    return int((time.time() + FUTURE_SLACK.total_seconds()) * 1000)
+def _latest_ms(max_clock_skew: float) -> int:
+    """The latest time a row may carry: now, and the clock skew the workers accept."""
+    return int((time.time() + max_clock_skew) * 1000)
 
 
 def _out_of_range(
@@ -319,11 +317,13 @@ def _open(path: Path, fmt: Format) -> IO[Any]:
     return path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
-def read_rows(path: Path, fmt: Format | None = None) -> Iterator[RowResult]:
+def read_rows(
+    path: Path, fmt: Format | None = None, *, max_clock_skew: float = 300.0
+) -> Iterator[RowResult]:
     """Every non-blank row of ``path`` validated, with its line number (1-based, as editors
-    count)."""
+    count). Rows dated more than ``max_clock_skew`` seconds after now are rejected."""
     fmt = fmt or _format_of(path)
-    latest_ms = _latest_ms()
+    latest_ms = _latest_ms(max_clock_skew)
     with _open(path, fmt) as source:
         if fmt == "jsonl":
             for number, line in enumerate(source, start=1):
@@ -485,7 +485,7 @@ class _BatchRunner:
     def __call__(self, batch: _Batch, send: bool) -> _BatchResult:
         encoded: list[Encoded] = []
         rejects: list[tuple[int, str, str]] = []
-        latest_ms = _latest_ms()
+        latest_ms = _latest_ms(self.job.settings.max_clock_skew)
         if isinstance(batch, tuple):  # JSON lines: the common case, validated inline
             validate_json = ROW.validate_json
             for number, line in _json_lines(batch):

@@ -48,6 +48,10 @@ class WorkerSettings(OutrouteSettings):
     outcome_window: float = Field(default=3600.0, gt=0)
     window_overrides: dict[str, float] = Field(default_factory=dict)
     orphan_grace: float = Field(default=120.0, gt=0)
+    #: An event dated more than this after its Kafka message's timestamp is dead-lettered: read
+    #: as it says, it would move the event-time clocks past every open window and decay all
+    #: history. Backfill rows may not be dated later than this after now.
+    max_clock_skew: float = Field(default=300.0, gt=0)
     on_timeout: Literal["ignore", "failure"] = "ignore"
     duplicate_horizon: float = Field(default=120.0, gt=0)
     max_pending: int = Field(default=1_000_000, ge=1)

@@ -245,11 +245,22 @@ class JoinService(Service):
         )
         on_event = join.on_decision if decisions else join.on_outcome
         skip = join.skip_decision if decisions else join.skip_outcome
+        field = "decided_at" if decisions else "occurred_at"
+        skew_ms = self.settings.max_clock_skew * 1000
         for message in messages:
             try:
                 if message.value is None:
                     raise ValueError("empty message (null value)")
                 event = validate(message.value)
+                at = getattr(event, field)
+                sent = message.timestamp  # ms; CreateTime or LogAppendTime, None or -1 if unknown
+                if sent is not None and sent >= 0 and at.timestamp() * 1000 > sent + skew_ms:
+                    raise ValueError(
+                        f"{field}: {at.isoformat()} is {at.timestamp() - sent / 1000:,.0f} s "
+                        f"after the message's timestamp (OUTROUTE_MAX_CLOCK_SKEW: "
+                        f"{self.settings.max_clock_skew:g} s); read as it says, it would move "
+                        "the event-time clocks past every open window"
+                    )
             except (ValidationError, ValueError) as exc:
                 skip(message.offset)
                 if message.offset >= (join._replay_d if decisions else join._replay_o):

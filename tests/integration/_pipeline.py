@@ -119,7 +119,32 @@ def produce_scenario(
             producer.produce(topic, value.encode(), key)
         if rng.random() < garbage_rate:
             topic = rng.choice([topics.decisions.name, topics.outcomes.name])
-            junk = rng.choice([b"{not json", b'{"schema_version": 9}', b"\xff\xfe", b"[]"])
+            junk = rng.choice([b"{not json", b'{"schema_version": 9}', b"\xff\xfe", b"[]", b""])
+            if not junk:  # valid, but dated a day after it is sent: it would move the join's
+                # clock past every open window if it were read as it says
+                future = datetime.now(UTC) + timedelta(days=1)
+                if topic == topics.decisions.name:
+                    junk = (
+                        DecisionEvent(
+                            event_id=f"{trace}-f.d",
+                            trace_id=f"{trace}-f",
+                            goal=goal,
+                            path=path,
+                            candidates=(path,),
+                            reason="exploit",
+                            decided_at=future,
+                        )
+                        .model_dump_json()
+                        .encode()
+                    )
+                else:
+                    event = OutcomeEvent(
+                        event_id=f"{trace}-f.o",
+                        trace_id=f"{trace}-f",
+                        success=False,
+                        occurred_at=future,
+                    )
+                    junk = event.model_dump_json().encode()
             producer.produce(topic, junk, key)
             expected.garbage += 1
         if i % 1000 == 0:

@@ -74,6 +74,9 @@ def test_out_of_order_replays_and_garbage_are_joined_and_counted_exactly(
     assert record["topic"] in (topics.decisions.name, topics.outcomes.name)
     assert {"partition", "offset", "error", "value_b64"} <= set(record)
     assert record["error"]
+    errors = [json.loads(message.value())["error"] for message in dead]
+    future = [error for error in errors if "after the message's timestamp" in error]
+    assert future, errors[:10]  # valid events dated a day ahead: dead letters, not a clock jump
 
     def metric(kind: str) -> float:
         values = worker.metrics()
