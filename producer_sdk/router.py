@@ -174,6 +174,9 @@ class Router(CallsMixin):
         )
         self._providers = dict(providers or {})
         self._default_provider = default_provider
+        # A sink passed in may serve several routers (one producer for many goals): it is
+        # flushed on close, and closed by whoever made it.
+        self._owns_sink = event_sink is None
         self._sink: EventSink = event_sink or KafkaEventSink(
             settings.kafka_client_config(), Topics(topic_prefix), self._emitter_options
         )
@@ -248,12 +251,13 @@ class Router(CallsMixin):
 
     def close(self, timeout: float = 5.0) -> int:
         """Flush (bounded), stop the policy thread, close HTTP clients. Idempotent. Returns the
-        number of events left undelivered."""
+        number of events left undelivered. An ``event_sink`` passed in is flushed, not closed:
+        it may serve other routers."""
         if self._closed:
             return 0
         self._closed = True
         atexit.unregister(self._atexit)
-        pending = self._sink.close(timeout)
+        pending = self._sink.close(timeout) if self._owns_sink else self._sink.flush(timeout)
         self._cache.stop(timeout=1.0)
         self._close_http()
         if pending:

@@ -454,6 +454,32 @@ def test_close_is_idempotent_and_decide_still_works_after(make: Any) -> None:
     router.decide()  # never raises into the host
 
 
+def test_a_sink_passed_in_is_flushed_on_close_but_left_open_for_other_routers() -> None:
+    class Recording(InMemorySink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[str] = []
+
+        def flush(self, timeout: float) -> int:
+            self.calls.append("flush")
+            return 0
+
+        def close(self, timeout: float) -> int:
+            self.calls.append("close")
+            return 0
+
+    shared = Recording()
+    source = StaticSnapshotSource(None)
+    first = Router("g1", ["a"], event_sink=shared, snapshot_source=source)
+    second = Router("g2", ["a"], event_sink=shared, snapshot_source=source)
+    first.decide().report(True)
+    first.close()
+    second.decide().report(True)
+    second.close()
+    assert shared.calls == ["flush", "flush"]
+    assert [d.goal for d in shared.decisions] == ["g1", "g2"]
+
+
 def test_context_manager_starts_and_closes(sink: InMemorySink) -> None:
     with Router("g", ["a"], event_sink=sink, snapshot_source=StaticSnapshotSource(None)) as r:
         assert r.get_policy().loaded
