@@ -263,7 +263,7 @@ def _cmd_alerts_forward(args: argparse.Namespace, console: Console) -> int:
     try:
         options = WebhookOptions(url=url, secret=secret, timeout=args.http_timeout)
     except ValueError as exc:
-        raise WorkerError(f"--webhook: {exc}") from None
+        raise WorkerError(str(exc)) from None  # from --webhook or OUTROUTE_ALERTS_WEBHOOK_URL
     _require_topics(settings, args.timeout, settings.topics().alerts.name)
     print(
         f"forwarding alerts of {settings.topics().alerts.name} to "
