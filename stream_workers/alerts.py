@@ -154,7 +154,12 @@ class WebhookOptions:
         scheme, sep, rest = self.url.partition("://")
         if scheme.lower() not in ("http", "https") or not sep or not rest.split("/", 1)[0]:
             # not the URL itself: webhook URLs often hold a token
-            shown = f"scheme {scheme!r}" if sep else "no scheme"
+            if not sep:
+                shown = "no scheme"
+            elif scheme.lower() in ("http", "https"):
+                shown = "no host"
+            else:
+                shown = f"scheme {scheme!r}"
             raise ValueError(
                 f"webhook URL must be http://HOST/... or https://HOST/..., got {shown}"
             )
