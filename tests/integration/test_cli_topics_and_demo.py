@@ -121,6 +121,57 @@ def test_demo_runs_the_stack_and_stops_cleanly_on_ctrl_c(redis_url: str) -> None
     wait_until(lambda: not _port_open(host, int(port)), timeout=5, what="the broker to stop")
 
 
+def _children(pid: int) -> set[int]:
+    """Every process below ``pid`` (from /proc, which lists each task's children)."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                kids = {int(k) for k in (task / "children").read_text().split()}
+            except (OSError, ValueError):
+                continue
+            todo.extend(kids - found)
+            found |= kids
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_ctrl_c_during_the_traffic_stops_the_worker_and_the_broker(redis_url: str) -> None:
+    demo = subprocess.Popen(
+        [OUTROUTE, "demo", "--no-live", "--requests", "20000", "--redis-url", redis_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    children: set[int] = set()
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:  # until requests are being routed
+            lines.append(line)
+            if line.startswith("request "):
+                break
+        children = _children(demo.pid)
+        assert len(children) >= 2, "".join(lines)  # the broker and the worker, at least
+    finally:
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 0, "".join(lines) + rest
+    assert "interrupted" in rest
+    assert "outroute vs a hard-coded fallback chain" in rest  # the summary of what ran
+    assert "stopped cleanly" in rest
+    wait_until(lambda: not any(_alive(pid) for pid in children), timeout=10, what="no children")
+
+
 def test_demo_with_a_duration_exits_by_itself(redis_url: str) -> None:
     result = outroute(
         "demo", "--stack-only", "--duration", "0.5", "--redis-url", redis_url, timeout=60
