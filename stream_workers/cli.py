@@ -310,6 +310,14 @@ def _cmd_backfill(args: argparse.Namespace, console: Console) -> int:
                 workers=args.workers,
                 on_progress=lambda done: progress.update(task, completed=done),
             )
+    except KeyboardInterrupt:
+        if not args.dry_run:
+            err.print(
+                "interrupted: finished batches are recorded; run the same command again to "
+                "send the rest (rows sent twice are dropped by their event ids)",
+                highlight=False,
+            )
+        return 130
     finally:
         if rejects is not None:
             rejects.close()
