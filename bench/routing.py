@@ -39,8 +39,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from producer_sdk import CacheOptions, EmitterOptions, Router  # noqa: E402
-from producer_sdk.emitter import KafkaEventSink  # noqa: E402
+from producer_sdk import CacheOptions, EmitterOptions, KafkaEventSink, Router  # noqa: E402
 from schemas import Topics  # noqa: E402
 from stream_workers import WorkerSettings, create_topics  # noqa: E402
 from stream_workers.kafka import sync_redis  # noqa: E402

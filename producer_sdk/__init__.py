@@ -10,7 +10,7 @@ decision.report(success=True, latency_ms=840)
 
 from .cache import SnapshotSource
 from .decision import Decision
-from .emitter import EmitterStats, EventSink
+from .emitter import EmitterStats, EventSink, KafkaEventSink
 from .errors import NoCurrentDecision, ProviderError, RouterError
 from .options import CacheOptions, EmitterOptions, Provider
 from .policy import PathView, PolicyView
@@ -25,6 +25,7 @@ __all__ = [
     "EmitterOptions",
     "EmitterStats",
     "EventSink",
+    "KafkaEventSink",
     "NoCurrentDecision",
     "PathView",
     "PolicyView",

@@ -12,12 +12,14 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas import PARTITIONER, Topics
+from schemas.settings import DEFAULT_BOOTSTRAP_SERVERS, OutrouteSettings
 
 from .options import EmitterOptions
 
@@ -77,7 +79,38 @@ class EventSink(Protocol):
 
 
 class KafkaEventSink:
-    """Decisions and outcomes to their Kafka topics, keyed by trace id."""
+    """Decisions and outcomes to their Kafka topics, keyed by trace id.
+
+    A router makes its own unless given one. A process routing many goals can give all its
+    routers one, so that their events share a producer and its batches::
+
+        sink = KafkaEventSink.create("kafka:9092", topic_prefix="outroute")
+        routers = [Router(goal, paths, event_sink=sink) for goal, paths in GOALS.items()]
+        ...
+        for router in routers:
+            router.close()  # flushes the shared sink, leaves it open
+        sink.close(5.0)
+
+    Each router's ``stats()`` then counts the events of all of them.
+    """
+
+    @classmethod
+    def create(
+        cls,
+        kafka_bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS,
+        *,
+        topic_prefix: str = "outroute",
+        kafka_config: Mapping[str, str] | None = None,
+        options: EmitterOptions | None = None,
+    ) -> KafkaEventSink:
+        """A sink with the connection settings ``Router`` takes (validated the same way). The
+        producer is created on the first event."""
+        settings = OutrouteSettings(
+            bootstrap_servers=kafka_bootstrap_servers,
+            kafka_config=dict(kafka_config or {}),
+            topic_prefix=topic_prefix,
+        )
+        return cls(settings.kafka_client_config(), Topics(topic_prefix), options)
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +18,7 @@ import redis
 from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka import Message
 
-from producer_sdk import CacheOptions, EmitterOptions, Router
+from producer_sdk import CacheOptions, EmitterOptions, KafkaEventSink, Router
 from producer_sdk.testing import StaticSnapshotSource
 from schemas import DecisionEvent, OutcomeEvent, PathStats, PolicySnapshot, Topics
 from stream_workers import EmbeddedBroker, WorkerSettings, create_topics
@@ -337,3 +338,28 @@ def test_events_are_flushed_at_exit(settings: WorkerSettings, topics: Topics) ->
         settings.bootstrap_servers, topics.outcomes.name, until=lambda m: len(m) >= 50
     )
     assert len(outcomes) == 50
+
+
+def test_routers_of_many_goals_share_one_producer(settings: WorkerSettings, topics: Topics) -> None:
+    sink = KafkaEventSink.create(settings.bootstrap_servers, topic_prefix=settings.topic_prefix)
+    source = StaticSnapshotSource(None)
+    goals = ["summarize", "translate", "classify"]
+    routers = [Router(goal, ["a", "b"], event_sink=sink, snapshot_source=source) for goal in goals]
+    try:
+        for router in routers:
+            for _ in range(10):
+                router.decide().report(True)
+        routers[0].close()  # flushes the shared producer; the others keep using it
+        for _ in range(10):
+            routers[1].decide().report(False)
+        stats = routers[1].stats()
+        assert stats.emitted == 2 * 40  # every router's events: they share the counters
+    finally:
+        for router in routers:
+            router.close()
+    assert sink.close(10) == 0
+    decided = read_topic(
+        settings.bootstrap_servers, topics.decisions.name, until=lambda m: len(m) >= 40
+    )
+    by_goal = Counter(DecisionEvent.model_validate_json(m.value()).goal for m in decided)
+    assert by_goal == {"summarize": 10, "translate": 20, "classify": 10}
