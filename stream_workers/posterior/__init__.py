@@ -1,6 +1,6 @@
 """The posterior stage's pure logic: decayed Beta posteriors and degradation detectors."""
 
-from .beta import DecayedBeta, beta_cdf, prob_below
+from .beta import DecayedBeta, beta_cdf, prob_below, prob_below_at_most
 from .detector import BetaDropDetector, Detector, NoopDetector, Transition
 from .state import GoalState, PosteriorConfig
 
@@ -14,4 +14,5 @@ __all__ = [
     "Transition",
     "beta_cdf",
     "prob_below",
+    "prob_below_at_most",
 ]

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["DecayedBeta", "beta_cdf", "prob_below"]
+__all__ = ["DecayedBeta", "beta_cdf", "prob_below", "prob_below_at_most"]
 
 _EPS: Final = 1e-15
 _TINY: Final = 1e-300
@@ -53,6 +53,13 @@ def beta_cdf(x: float, a: float, b: float) -> float:
     return 1.0 - front * _continued_fraction(b, a, 1.0 - x) / b
 
 
+def _support(a: float, b: float) -> tuple[float, float]:
+    """Where ``prob_below`` integrates Beta(a, b): its mean ± 8 standard deviations, in [0, 1]."""
+    mean = a / (a + b)
+    sd = math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1.0)))
+    return max(0.0, mean - 8 * sd), min(1.0, mean + 8 * sd)
+
+
 def prob_below(
     a1: float, b1: float, a2: float, b2: float, margin: float, points: int = 96
 ) -> float:
@@ -62,9 +69,7 @@ def prob_below(
     in probability space), accurate to ~1e-3, plenty to compare with a 0.99 threshold.
     """
     total = 0.0
-    mean = a2 / (a2 + b2)
-    sd = math.sqrt(a2 * b2 / ((a2 + b2) ** 2 * (a2 + b2 + 1.0)))
-    lo, hi = max(0.0, mean - 8 * sd), min(1.0, mean + 8 * sd)
+    lo, hi = _support(a2, b2)
     step = (hi - lo) / points
     log_norm = math.lgamma(a2 + b2) - math.lgamma(a2) - math.lgamma(b2)
     weight = 0.0
@@ -74,6 +79,13 @@ def prob_below(
         weight += density
         total += density * beta_cdf(y - margin, a1, b1)
     return total / weight if weight > 0 else 0.0
+
+
+def prob_below_at_most(a1: float, b1: float, a2: float, b2: float, margin: float) -> float:
+    """An upper bound of ``prob_below`` for one incomplete beta instead of ``points``: that
+    integral is a weighted mean of F_X(y - margin) over points y below the top of Y's support,
+    and F_X grows with y."""
+    return beta_cdf(_support(a2, b2)[1] - margin, a1, b1)
 
 
 @dataclass(slots=True)
