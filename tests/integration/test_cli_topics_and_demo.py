@@ -89,13 +89,15 @@ def test_unreachable_broker_fails_fast_with_one_line() -> None:
     )
 
 
-def test_demo_runs_the_stack_and_stops_cleanly_on_ctrl_c(redis_url: str) -> None:
-    demo = subprocess.Popen(
-        [OUTROUTE, "demo", "--stack-only", "--partitions", "2", "--redis-url", redis_url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+def _start_demo(*args: str) -> subprocess.Popen[str]:
+    """``outroute demo`` with its output (both streams) readable line by line."""
+    return subprocess.Popen(
+        [OUTROUTE, "demo", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+
+
+def test_demo_runs_the_stack_and_stops_cleanly_on_ctrl_c(redis_url: str) -> None:
+    demo = _start_demo("--stack-only", "--partitions", "2", "--redis-url", redis_url)
     lines: list[str] = []
     try:
         assert demo.stdout is not None
@@ -146,12 +148,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_ctrl_c_during_the_traffic_stops_the_worker_and_the_broker(redis_url: str) -> None:
-    demo = subprocess.Popen(
-        [OUTROUTE, "demo", "--no-live", "--requests", "20000", "--redis-url", redis_url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    demo = _start_demo("--no-live", "--requests", "20000", "--redis-url", redis_url)
     lines: list[str] = []
     children: set[int] = set()
     try:
