@@ -152,16 +152,17 @@ class WebhookOptions:
 
     def __post_init__(self) -> None:
         scheme, sep, rest = self.url.partition("://")
-        if scheme.lower() not in ("http", "https") or not sep or not rest.split("/", 1)[0]:
-            # not the URL itself: webhook URLs often hold a token
-            if not sep:
-                shown = "no scheme"
-            elif scheme.lower() in ("http", "https"):
-                shown = "no host"
-            else:
-                shown = f"scheme {scheme!r}"
+        if not sep:
+            problem = "no scheme"
+        elif scheme.lower() not in ("http", "https"):
+            problem = f"scheme {scheme!r}"
+        elif not rest.split("/", 1)[0]:
+            problem = "no host"
+        else:
+            problem = ""
+        if problem:  # not the URL itself: webhook URLs often hold a token
             raise ValueError(
-                f"webhook URL must be http://HOST/... or https://HOST/..., got {shown}"
+                f"webhook URL must be http://HOST/... or https://HOST/..., got {problem}"
             )
         first, factor, ceiling = self.backoff
         if not (0 < first <= ceiling and factor >= 1):

@@ -318,21 +318,24 @@ def _open(path: Path, fmt: Format) -> IO[Any]:
 
 
 def read_rows(
-    path: Path, fmt: Format | None = None, *, max_clock_skew: float = 300.0
+    path: Path, fmt: Format | None = None, *, max_clock_skew: float | None = None
 ) -> Iterator[RowResult]:
     """Every non-blank row of ``path`` validated, with its line number (1-based, as editors
-    count). Rows dated more than ``max_clock_skew`` seconds after now are rejected."""
+    count), as the backfill reads it. Rows dated more than ``max_clock_skew`` seconds after now
+    are rejected (default: the workers' setting)."""
     fmt = fmt or _format_of(path)
-    latest_ms = _latest_ms(max_clock_skew)
+    default = WorkerSettings.model_fields["max_clock_skew"].default
+    skew = default if max_clock_skew is None else max_clock_skew
+    latest_ms = _latest_ms(skew)
     with _open(path, fmt) as source:
-        if fmt == "jsonl":
-            for number, line in enumerate(source, start=1):
-                if line.strip():
-                    yield _validate_line(number, line.rstrip(b"\n"), latest_ms)
-            return
-        header, records = _csv_header(source)
-        for number, cells in records:
-            yield _validate_cells(header, number, cells, latest_ms)
+        header, batches = _batches(source, fmt, BATCH_ROWS)
+        for batch in batches:
+            if isinstance(batch, tuple):
+                for number, line in _json_lines(batch):
+                    yield _validate_line(number, line, latest_ms)
+            else:
+                for number, cells in batch:
+                    yield _validate_cells(header, number, cells, latest_ms)
 
 
 def _format_of(path: Path) -> Format:
