@@ -7,11 +7,14 @@ from .admin import (
     describe_topics,
     verify_join_topics,
 )
+from .apache_kafka import KAFKA_VERSION, ApacheKafka
 from .errors import LocalStackError, TopicLayoutError, WorkerError
 from .localstack import EmbeddedBroker, LocalRedis, LocalStack, find_or_start_redis
 from .settings import WorkerSettings
 
 __all__ = [
+    "KAFKA_VERSION",
+    "ApacheKafka",
     "EmbeddedBroker",
     "LocalRedis",
     "LocalStack",
