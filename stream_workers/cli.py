@@ -26,7 +26,9 @@ from rich.table import Table
 from schemas import OutrouteError, export_json_schemas
 
 from .admin import TopicStatus, check_copartitioned, create_topics, describe_topics
+from .apache_kafka import KAFKA_VERSION
 from .errors import WorkerError
+from .localstack import BROKER_KINDS
 from .settings import WorkerSettings
 
 __all__ = ["build_parser", "main"]
@@ -172,6 +174,7 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
 
     return run_demo(
         console,
+        broker=args.broker,
         broker_port=args.broker_port,
         redis_url=args.redis_url,
         partitions=args.partitions,
@@ -375,12 +378,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="route simulated traffic through the whole pipeline on the local stack",
-        description="Start the embedded Kafka-protocol broker, find or start Redis, create the "
+        description="Start a Kafka broker (the embedded one, or Apache Kafka with --broker "
+        "kafka), find or start Redis, create the "
         "topics and run a worker; then route simulated requests with the SDK among three paths "
         "(large, medium and small models) while the best one silently degrades and recovers, "
         "with a live view of traffic, posteriors and alerts. At the end, the success rate per "
         "phase next to a hard-coded fallback chain on the same requests. Ctrl-C stops "
         "everything cleanly. With --stack-only, just the local stack until Ctrl-C.",
+    )
+    demo.add_argument(
+        "--broker",
+        choices=BROKER_KINDS,
+        default="embedded",
+        help="embedded: Tansu, in memory, no JVM (default); kafka: Apache Kafka "
+        f"{KAFKA_VERSION} in KRaft mode, from jars Maven resolves once (needs a JDK 17+ and "
+        "Maven)",
     )
     demo.add_argument("--broker-port", type=_PORT, metavar="PORT", help="default: a free port")
     demo.add_argument(

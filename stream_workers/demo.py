@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Final
 
 from rich.console import Console
 from rich.table import Table
@@ -15,10 +16,16 @@ from rich.table import Table
 from schemas import redact_url
 
 from .admin import TopicStatus, create_topics
+from .apache_kafka import KAFKA_VERSION
 from .localstack import LocalStack
 from .settings import WorkerSettings
 
 __all__ = ["run_demo"]
+
+_BROKER_NAMES: Final = {
+    "embedded": "the embedded broker",
+    "kafka": f"Apache Kafka {KAFKA_VERSION} (KRaft, one node)",
+}
 
 
 @contextmanager
@@ -39,6 +46,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 def run_demo(
     console: Console,
     *,
+    broker: str = "embedded",
     broker_port: int | None = None,
     redis_url: str | None = None,
     partitions: int = 4,
@@ -57,9 +65,11 @@ def run_demo(
     env = WorkerSettings.from_env()
     stop = threading.Event()
     with _stop_on_signals(stop):
-        console.print("starting the embedded broker and Redis ...")
+        console.print(f"starting {_BROKER_NAMES[broker]} and Redis ...")
         stack = LocalStack(
-            broker_port=broker_port, redis_url=redis_url or env.redis_url.get_secret_value()
+            broker=broker,
+            broker_port=broker_port,
+            redis_url=redis_url or env.redis_url.get_secret_value(),
         )
         with stack:
             settings = WorkerSettings.from_env(
@@ -93,12 +103,11 @@ def run_demo(
 
 def _print_stack(console: Console, stack: LocalStack, statuses: list[TopicStatus]) -> None:
     table = Table("service", "address", "pid", "notes", title="outroute local stack")
-    table.add_row(
-        "Kafka broker (Tansu, in memory)",
-        stack.bootstrap_servers,
-        str(stack.broker.pid),
-        "topics vanish when it stops",
-    )
+    if stack.broker_kind == "kafka":
+        name, note = f"Apache Kafka {KAFKA_VERSION}", "log in a temporary folder, removed on stop"
+    else:
+        name, note = "Kafka broker (Tansu, in memory)", "topics vanish when it stops"
+    table.add_row(name, stack.bootstrap_servers, str(stack.broker.pid), note)
     redis = stack.redis
     table.add_row(
         "Redis",

@@ -33,9 +33,11 @@ from schemas.settings import DEFAULT_REDIS_URL
 from .errors import LocalStackError
 
 if TYPE_CHECKING:
+    from .apache_kafka import ApacheKafka
     from .settings import WorkerSettings
 
 __all__ = [
+    "BROKER_KINDS",
     "EmbeddedBroker",
     "LocalRedis",
     "LocalStack",
@@ -273,6 +275,10 @@ class EmbeddedBroker(_Service):
             self._child.stop(timeout)
             self._child = None
 
+    def close(self) -> None:
+        """The same as ``stop()``: with memory storage there is nothing else to remove."""
+        self.stop()
+
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"EmbeddedBroker({self.host}:{self.port}, {state})"
@@ -394,17 +400,35 @@ def start_redis_server(
     return LocalRedis(url, child)
 
 
+BROKER_KINDS: Final = ("embedded", "kafka")
+
+
 class LocalStack(_Service):
-    """The embedded broker plus a Redis: everything the workers and the SDK need locally."""
+    """A broker plus a Redis: everything the workers and the SDK need locally.
+
+    ``broker="embedded"`` (default) is Tansu, in memory, started in a second;
+    ``broker="kafka"`` is Apache Kafka in KRaft mode (needs a JDK 17+ and Maven; its jars are
+    resolved once into a cache), with its log in a temporary directory removed on stop.
+    """
 
     def __init__(
         self,
         *,
+        broker: str = "embedded",
         broker_port: int | None = None,
         redis_url: str = DEFAULT_REDIS_URL,
         start_redis: bool = True,
     ) -> None:
-        self.broker = EmbeddedBroker(broker_port)
+        if broker not in BROKER_KINDS:
+            raise ValueError(f"broker must be one of {BROKER_KINDS}, got {broker!r}")
+        self.broker_kind = broker
+        self.broker: EmbeddedBroker | ApacheKafka
+        if broker == "kafka":
+            from .apache_kafka import ApacheKafka
+
+            self.broker = ApacheKafka(broker_port)
+        else:
+            self.broker = EmbeddedBroker(broker_port)
         self._redis_url = redis_url
         self._start_redis = start_redis
         self.redis: LocalRedis | None = None
@@ -419,7 +443,7 @@ class LocalStack(_Service):
             raise LocalStackError("the local stack has not been started")
         return self.redis.url
 
-    def start(self, timeout: float = 30.0) -> Self:
+    def start(self, timeout: float = 60.0) -> Self:
         self.redis = find_or_start_redis(self._redis_url, start=self._start_redis)
         try:
             self.broker.start(timeout)
@@ -429,9 +453,11 @@ class LocalStack(_Service):
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        self.broker.stop()
-        if self.redis is not None:
-            self.redis.stop(timeout)
+        try:
+            self.broker.close()
+        finally:
+            if self.redis is not None:
+                self.redis.stop(timeout)
 
 
 def start_worker(
