@@ -7,8 +7,11 @@ Each row of a JSON-lines or CSV file is one decision and its outcome::
     occurred_at, failure_category
 
 A valid row becomes a DecisionEvent (candidates ``[path]``, reason ``forced``, service
-``backfill``) and an OutcomeEvent (source ``backfill``) with the row's timestamps, also as the
-Kafka message timestamps, so windows and decay see them where they happened. ``occurred_at``
+``backfill``) and an OutcomeEvent (source ``backfill``) with the row's timestamps, so windows
+and decay see them where they happened. The Kafka messages carry the time they are sent, not the
+row's: Kafka's time-based retention deletes a segment whose newest message timestamp is older
+than ``retention.ms`` at its next check (every 5 minutes by default), so history sent with its
+own timestamps would vanish before a stopped or lagging worker read it. ``occurred_at``
 defaults to ``decided_at`` plus ``latency_ms``. Bad rows, including rows whose bytes are not
 UTF-8, go to the rejects file with their line number and reason; the run goes on.
 
@@ -446,17 +449,16 @@ class _Sender:
         failures = self.failures
         produce, poll = self.producer.produce, self.producer.poll
         decisions, outcomes = self.topics.decisions.name, self.topics.outcomes.name
-        for key, decision, outcome, decided_ms, occurred_ms, _ in rows:
+        for key, decision, outcome, _, _, _ in rows:
             if self.rate is not None:  # --rate: rows leave at most this fast
                 ahead = self.sent / self.rate - (time.monotonic() - self.started)
                 if ahead > 0:
                     poll(ahead)  # serves delivery callbacks while waiting
             self.sent += 1
-            pairs = ((decisions, decision, decided_ms), (outcomes, outcome, occurred_ms))
-            for topic, value, at in pairs:
+            for topic, value in ((decisions, decision), (outcomes, outcome)):
                 while True:
                     try:
-                        produce(topic, value, key, timestamp=at)
+                        produce(topic, value, key)
                         break
                     except BufferError:  # the local queue is full: let deliveries drain it
                         poll(0.05)
