@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 T = TypeVar("T")
 
@@ -79,3 +80,11 @@ def read_topic(
     finally:
         consumer.close()
     return messages
+
+
+def delete_topics_with_prefix(bootstrap_servers: str, prefix: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    names = [n for n in admin.list_topics(timeout=10).topics if n.startswith(prefix)]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=10).values():
+            future.result(10)

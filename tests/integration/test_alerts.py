@@ -134,6 +134,7 @@ class Forwarder:
 FAST = (0.05, 2.0, 0.4)  # backoff for tests: the same code path, shorter waits
 
 
+@pytest.mark.both_brokers
 def test_forward_delivers_every_alert_once_in_order_through_failures(
     settings: WorkerSettings, topics: Any, endpoint: Endpoint
 ) -> None:
@@ -157,6 +158,7 @@ def test_forward_delivers_every_alert_once_in_order_through_failures(
     assert "OPEN" in first["text"]
 
 
+@pytest.mark.both_brokers
 def test_forward_commits_only_after_2xx_and_skips_a_rejected_alert(
     settings: WorkerSettings, topics: Any
 ) -> None:
@@ -189,6 +191,7 @@ def test_forward_commits_only_after_2xx_and_skips_a_rejected_alert(
         up.close()
 
 
+@pytest.mark.both_brokers
 def test_forward_filters_by_goal(settings: WorkerSettings, topics: Any) -> None:
     server = Endpoint()
     try:
@@ -211,6 +214,7 @@ def _cli_env(settings: WorkerSettings) -> dict[str, str]:
     }
 
 
+@pytest.mark.both_brokers
 def test_tail_prints_alerts_and_exits_0_on_ctrl_c(settings: WorkerSettings, topics: Any) -> None:
     alerts = [alert("summarize", "a", "open", 1), alert("classify", "x", "open", 2)]
     send(settings, [alerts[0], b"junk", alerts[1]])

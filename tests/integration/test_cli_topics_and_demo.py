@@ -26,6 +26,7 @@ def outroute(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str
     )
 
 
+@pytest.mark.both_brokers
 def test_topics_create_is_idempotent(settings: WorkerSettings, prefix: str) -> None:
     flags = ["--bootstrap-servers", settings.bootstrap_servers, "--topic-prefix", prefix]
     first = outroute("topics", "create", *flags, "--partitions", "3", "--json")
@@ -55,6 +56,7 @@ def test_topics_create_is_idempotent(settings: WorkerSettings, prefix: str) -> N
     assert f"{prefix}.decisions" in table.stdout
 
 
+@pytest.mark.both_brokers
 def test_worker_refuses_topics_that_are_not_copartitioned(
     settings: WorkerSettings, prefix: str
 ) -> None:
@@ -74,6 +76,7 @@ def test_worker_refuses_topics_that_are_not_copartitioned(
     assert result.stderr.startswith("outroute: error:")
 
 
+@pytest.mark.both_brokers
 def test_missing_topics_are_reported(settings: WorkerSettings) -> None:
     with pytest.raises(TopicLayoutError, match="do not exist; run `outroute topics create`"):
         verify_join_topics(settings)
@@ -147,8 +150,13 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_ctrl_c_during_the_traffic_stops_the_worker_and_the_broker(redis_url: str) -> None:
-    demo = _start_demo("--no-live", "--requests", "20000", "--redis-url", redis_url)
+@pytest.mark.both_brokers
+def test_ctrl_c_during_the_traffic_stops_the_worker_and_the_broker(
+    redis_url: str, broker_kind: str
+) -> None:
+    demo = _start_demo(
+        "--no-live", "--requests", "20000", "--redis-url", redis_url, "--broker", broker_kind
+    )
     lines: list[str] = []
     children: set[int] = set()
     try:
@@ -177,9 +185,14 @@ def test_demo_with_a_duration_exits_by_itself(redis_url: str) -> None:
     assert "stopped cleanly" in result.stdout
 
 
-def test_demo_routes_around_the_degradation_and_beats_the_fallback_chain(redis_url: str) -> None:
+@pytest.mark.both_brokers
+def test_demo_routes_around_the_degradation_and_beats_the_fallback_chain(
+    redis_url: str, broker_kind: str
+) -> None:
     result = outroute(
         "demo",
+        "--broker",
+        broker_kind,
         "--no-live",
         "--requests",
         "1500",

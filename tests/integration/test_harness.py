@@ -25,6 +25,7 @@ from _support import read_topic
 HERE = Path(__file__).resolve().parent
 
 
+@pytest.mark.both_brokers
 def test_decision_event_through_the_broker(settings: WorkerSettings, topics: Topics) -> None:
     producer = Producer(
         {**settings.kafka_client_config(), "partitioner": PARTITIONER, "linger.ms": 5}
@@ -86,6 +87,7 @@ def test_policy_snapshot_through_redis(
     assert PolicySnapshot.model_validate_json(raw) == snapshot
 
 
+@pytest.mark.both_brokers
 def test_faust_worker_writes_a_table_with_a_changelog(
     settings: WorkerSettings, prefix: str
 ) -> None:

@@ -25,6 +25,7 @@ from _pipeline import Worker, produce, snapshot
 from _support import read_topic, wait_until
 
 
+@pytest.mark.both_brokers
 def test_snapshots_match_the_pure_posteriors_across_a_kill_9(
     settings: WorkerSettings,
     topics: Topics,
@@ -82,6 +83,7 @@ def test_snapshots_match_the_pure_posteriors_across_a_kill_9(
     assert redis_client.sismember(settings.redis_keys().goals, "triad")
 
 
+@pytest.mark.both_brokers
 def test_a_degraded_path_opens_one_alert_and_resolves_it(
     settings: WorkerSettings,
     topics: Topics,

@@ -58,6 +58,7 @@ def kafka_router(settings: WorkerSettings, routers: list[Router], **kw: Any) -> 
     return router
 
 
+@pytest.mark.both_brokers
 def test_events_on_the_topics_are_valid_and_keyed_by_trace(
     settings: WorkerSettings, topics: Topics, routers: list[Router]
 ) -> None:
@@ -284,6 +285,7 @@ def run_script(script: str, settings: WorkerSettings) -> subprocess.CompletedPro
     )
 
 
+@pytest.mark.both_brokers
 def test_after_fork_the_child_decides_and_emits_on_its_own(
     settings: WorkerSettings, topics: Topics
 ) -> None:
@@ -325,6 +327,7 @@ def test_after_fork_the_child_decides_and_emits_on_its_own(
     assert len(prefixes) == 2  # the child drew its own trace-id prefix
 
 
+@pytest.mark.both_brokers
 def test_events_are_flushed_at_exit(settings: WorkerSettings, topics: Topics) -> None:
     result = run_script(
         """
@@ -340,6 +343,7 @@ def test_events_are_flushed_at_exit(settings: WorkerSettings, topics: Topics) ->
     assert len(outcomes) == 50
 
 
+@pytest.mark.both_brokers
 def test_routers_of_many_goals_share_one_producer(settings: WorkerSettings, topics: Topics) -> None:
     sink = KafkaEventSink.create(settings.bootstrap_servers, topic_prefix=settings.topic_prefix)
     source = StaticSnapshotSource(None)
