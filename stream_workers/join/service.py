@@ -117,6 +117,8 @@ class JoinService(Service):
         try:
             async with self._lock:
                 await self._flush(final=True)
+                if self._joins:  # the group learns of it when the consumer leaves, next
+                    log.info("partitions %s: checkpointed and released", sorted(self._joins))
         finally:
             await close_clients(self._consumer, self._producer, self._redis)
 
@@ -183,11 +185,15 @@ class JoinService(Service):
         """Flush and checkpoint partitions that are being taken away, then forget them."""
         async with self._lock:
             await self._flush(final=True, only=partitions)
-            for partition in partitions:
+            released = []
+            for partition in sorted(partitions):
                 self._paused.discard(partition)
                 join = self._joins.pop(partition, None)
                 if join is not None:
                     self._absorb(join)
+                    released.append(partition)
+            if released:
+                log.info("partitions %s: checkpointed and released", released)
 
     def _absorb(self, join: PartitionJoin) -> None:
         for name, counter in join.counters.items():
