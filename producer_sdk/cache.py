@@ -76,7 +76,7 @@ class RedisSnapshotSource:
         deadline = time.monotonic() + timeout
         try:
             if self._pubsub is None:
-                pubsub = self._redis().pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                pubsub = self._redis().pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call, unused-ignore]
                 pubsub.subscribe(self._channel)
                 self._pubsub = pubsub
             pubsub = self._pubsub
