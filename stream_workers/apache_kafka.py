@@ -37,9 +37,10 @@ import tempfile
 import time
 import uuid
 import weakref
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Self
+from typing import TYPE_CHECKING, ClassVar, Final, Self
 
 from .errors import LocalStackError
 from .localstack import _Child, _port_open, _Service, free_port
@@ -208,7 +209,28 @@ def _free_ports(host: str, port: int | None) -> tuple[int, int]:
     return port, controller_port
 
 
-def _server_properties(host: str, port: int, controller_port: int, log_dir: Path) -> str:
+# The settings that place the broker (addresses, storage, its role and id): set by the launcher,
+# because the ports and the log directory are written into the formatted storage.
+_OWNED_SETTINGS: Final = frozenset(
+    {
+        "process.roles",
+        "node.id",
+        "controller.quorum.bootstrap.servers",
+        "controller.quorum.voters",
+        "listeners",
+        "advertised.listeners",
+        "controller.listener.names",
+        "inter.broker.listener.name",
+        "listener.security.protocol.map",
+        "log.dirs",
+        "log.dir",
+    }
+)
+
+
+def _server_properties(
+    host: str, port: int, controller_port: int, log_dir: Path, config: Mapping[str, str]
+) -> str:
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -242,6 +264,7 @@ def _server_properties(host: str, port: int, controller_port: int, log_dir: Path
         "num.io.threads": "2",
         "background.threads": "2",
         "num.recovery.threads.per.data.dir": "1",
+        **config,
     }
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
@@ -273,8 +296,14 @@ class ApacheKafka(_Service):
     request and its group coordinator has loaded, so consumer groups can join and commit.
     ``log_path`` (default ``data_dir/kafka.log``) receives the broker's output, appended across
     restarts. ``java`` and ``mvn`` are commands on PATH or paths; ``cache_dir`` is where the
-    jars are cached (default :func:`kafka_cache_dir`).
+    jars are cached (default :func:`kafka_cache_dir`). ``config`` adds broker settings or
+    overrides the launcher's (for example ``{"log.retention.ms": "60000"}``); the ones that
+    place the broker (listeners, quorum, ``log.dirs``, ``node.id``, roles) are the launcher's
+    and refused.
     """
+
+    #: The settings ``config`` may not set: they place the broker.
+    OWNED_SETTINGS: ClassVar[frozenset[str]] = _OWNED_SETTINGS
 
     def __init__(
         self,
@@ -286,7 +315,15 @@ class ApacheKafka(_Service):
         cache_dir: Path | None = None,
         java: str = "java",
         mvn: str = "mvn",
+        config: Mapping[str, str] | None = None,
     ) -> None:
+        owned = sorted(_OWNED_SETTINGS.intersection(config or {}))
+        if owned:
+            raise ValueError(f"config: {', '.join(owned)} set by the launcher, not by config")
+        bad = sorted(k for k, v in (config or {}).items() if "\n" in f"{k}{v}" or "=" in k)
+        if bad:
+            raise ValueError(f"config: {', '.join(map(repr, bad))} is not a key=value setting")
+        self.config = dict(config or {})
         self.host = host
         self.port = port
         self.controller_port: int | None = None
@@ -334,7 +371,9 @@ class ApacheKafka(_Service):
         formatted = (log_dir / "meta.properties").exists()
         port, controller_port = self._choose_ports(data_dir, formatted)
         self.port, self.controller_port = port, controller_port
-        properties.write_text(_server_properties(self.host, port, controller_port, log_dir))
+        properties.write_text(
+            _server_properties(self.host, port, controller_port, log_dir, self.config)
+        )
         jvm = [
             java,
             *_JVM_FLAGS,

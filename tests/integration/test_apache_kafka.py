@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource
 from confluent_kafka.cimpl import NewTopic
 
 from stream_workers import KAFKA_VERSION, ApacheKafka, LocalStackError
@@ -25,6 +26,8 @@ from stream_workers.apache_kafka import resolve_kafka_jars
 from stream_workers.localstack import _port_open
 
 from _support import read_topic, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.kafka_only
 
@@ -210,6 +213,43 @@ def test_broker_dies_with_the_process_that_started_it_and_its_data_dir_outlives_
         assert again.bootstrap_servers == servers
         assert values_of(again, "kept", 1) == [b"before the parent died"]
     assert (data_dir / "log" / "meta.properties").exists()  # given, so not removed
+
+
+def compose_broker_settings() -> dict[str, str]:
+    """docker-compose.yml's broker settings as the apache/kafka image renders them: KAFKA_ and
+    the rest of the name lower-cased, ``___`` for ``_``, ``__`` for ``-``, ``_`` for ``.``."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    settings = {}
+    for name, value in compose["services"]["kafka"]["environment"].items():
+        if name.startswith("KAFKA_"):
+            key = name.removeprefix("KAFKA_").lower()
+            key = key.replace("___", "\0").replace("__", "-").replace("_", ".")
+            settings[key.replace("\0", "_")] = str(value)
+    return settings
+
+
+def test_compose_broker_settings_are_kafka_settings_with_those_values() -> None:
+    # The address and storage settings are checked against each other in
+    # tests/unit/test_project.py; these are the rest, on the release the image runs.
+    compose = compose_broker_settings()
+    tunables = {k: v for k, v in compose.items() if k not in ApacheKafka.OWNED_SETTINGS}
+    assert "auto.create.topics.enable" in tunables
+    # Kafka keeps a setting it does not know and describes it without a value, as it describes
+    # a secret: the check must tell it from a real one.
+    unknown = "outroute.not.a.kafka.setting"
+    with ApacheKafka(config={**tunables, unknown: "1"}) as kafka:
+        kafka.start()
+        admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+        resource = ConfigResource("BROKER", "1")
+        entries = admin.describe_configs([resource])[resource].result(10)
+    assert entries[unknown].value is None
+    assert {k: entries[k].value if k in entries else None for k in tunables} == tunables
+    with pytest.raises(ValueError, match=r"log\.dirs set by the launcher"):
+        ApacheKafka(config={"log.dirs": compose["log.dirs"]})
+    with pytest.raises(ValueError, match=r"'a=b' is not a key=value setting"):
+        ApacheKafka(config={"a=b": "1"})
+    with pytest.raises(ValueError, match=r"'log.retention.ms' is not a key=value setting"):
+        ApacheKafka(config={"log.retention.ms": "1\nlog.dirs=/tmp"})
 
 
 def test_missing_java_is_explained(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +154,65 @@ def test_compose_services_run_real_commands_with_real_settings() -> None:
             assert callable(args.func)
             commands.add(" ".join(service["command"][:2]))
     assert {"topics create", "worker", "alerts forward"} <= commands
+
+
+def test_compose_broker_is_the_tested_release_and_its_addresses_agree() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    kafka = services["kafka"]
+    assert kafka["image"] == f"apache/kafka:{stream_workers.KAFKA_VERSION}"
+    env = {k: str(v) for k, v in kafka["environment"].items()}
+    # The image formats its storage only given a cluster id: 16 bytes, base64url, unpadded.
+    assert len(base64.urlsafe_b64decode(env["CLUSTER_ID"] + "==")) == 16
+    assert "=" not in env["CLUSTER_ID"]
+    # The log is on the volume, not in the container's /tmp.
+    volumes = [v.split(":")[1] for v in kafka["volumes"]]
+    assert env["KAFKA_LOG_DIRS"] in volumes
+    listeners = dict(item.split("://") for item in env["KAFKA_LISTENERS"].split(","))
+    advertised = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    bootstrap = compose["x-outroute-env"]["OUTROUTE_BOOTSTRAP_SERVERS"]
+    assert advertised == {"PLAINTEXT": bootstrap}
+    assert listeners["PLAINTEXT"] == ":" + bootstrap.split(":")[1]
+    assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] in listeners
+    voter_id, _, voter = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].partition("@")
+    assert voter_id == env["KAFKA_NODE_ID"]
+    assert voter == "kafka" + listeners[env["KAFKA_CONTROLLER_LISTENER_NAMES"]]
+    protocols = dict(
+        item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    )
+    assert set(listeners) <= set(protocols)
+    health = " ".join(kafka["healthcheck"]["test"])
+    assert f"--bootstrap-server localhost{listeners['PLAINTEXT']}" in health
+    redis_url = compose["x-outroute-env"]["OUTROUTE_REDIS_URL"]
+    assert redis_url.startswith("redis://redis:6379/")
+    assert "--appendonly" in services["redis"]["command"]
+
+
+def collected_integration_tests(brokers: str | None) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if k != "OUTROUTE_TEST_BROKERS"}
+    if brokers is not None:
+        env["OUTROUTE_TEST_BROKERS"] = brokers
+    argv = [sys.executable, "-m", "pytest", "tests/integration", "--collect-only", "-q"]
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode in (0, 5), done.stdout + done.stderr
+    return [line for line in done.stdout.splitlines() if "::" in line]
+
+
+def test_readme_broker_selection_leaves_kafka_out() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "`OUTROUTE_TEST_BROKERS=embedded` leaves Kafka out" in readme
+    every = collected_integration_tests(None)
+    embedded = collected_integration_tests("embedded")
+    twins = [t for t in every if t.endswith("[kafka]")]
+    assert twins, "no test runs on both brokers by default"
+    assert {t.removesuffix("[kafka]") + "[embedded]" for t in twins} <= set(embedded)
+    assert not [t for t in embedded if t.endswith("[kafka]")]
+    left_out = set(every) - set(embedded)
+    assert set(embedded) <= set(every)
+    assert {t.split("::")[0] for t in left_out - set(twins)} >= {
+        "tests/integration/test_apache_kafka.py",
+        "tests/integration/test_kafka_durability.py",
+    }
 
 
 def test_readme_sdk_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
