@@ -56,6 +56,18 @@ def test_topics_create_is_idempotent(settings: WorkerSettings, prefix: str) -> N
     assert f"{prefix}.decisions" in table.stdout
 
 
+@pytest.mark.kafka_only
+def test_a_replication_factor_above_the_brokers_is_a_clear_error(
+    kafka_bootstrap_servers: str, prefix: str
+) -> None:
+    # The embedded broker accepts any replication factor; Kafka refuses one it cannot reach.
+    flags = ["--bootstrap-servers", kafka_bootstrap_servers, "--topic-prefix", prefix]
+    result = outroute("topics", "create", *flags, "--replication-factor", "3")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"outroute: error: could not create topic {prefix}.")
+    assert "replication factor of 3 cannot be reached because only 1 broker" in result.stderr
+
+
 @pytest.mark.both_brokers
 def test_worker_refuses_topics_that_are_not_copartitioned(
     settings: WorkerSettings, prefix: str

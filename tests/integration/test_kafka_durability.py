@@ -44,7 +44,9 @@ def metric(worker: Worker, name: str) -> float | None:
         return None
 
 
+@pytest.mark.parametrize("idempotent", [False, True], ids=["at-least-once", "idempotent"])
 def test_broker_restart_and_kill_9_under_sdk_traffic_lose_nothing(
+    idempotent: bool,
     own_kafka: ApacheKafka,
     redis_url: str,
     prefix: str,
@@ -54,7 +56,8 @@ def test_broker_restart_and_kill_9_under_sdk_traffic_lose_nothing(
 ) -> None:
     """SIGTERM, then kill -9 of the broker while a router reports and a worker joins: the
     router's queued events are delivered after each restart, the worker carries on by itself,
-    and the snapshot counts exactly the reports sent."""
+    and the snapshot counts exactly the reports sent. Kafka keeps idempotent producers' state
+    across its restarts, so ``idempotent=True`` works here (the embedded broker loses it)."""
     settings = WorkerSettings(
         bootstrap_servers=own_kafka.bootstrap_servers,
         redis_url=redis_url,
@@ -77,7 +80,7 @@ def test_broker_restart_and_kill_9_under_sdk_traffic_lose_nothing(
         topic_prefix=prefix,
         redis_url=redis_url,
         redis_key_prefix=prefix,
-        emitter=EmitterOptions(delivery_timeout=600.0),
+        emitter=EmitterOptions(delivery_timeout=600.0, idempotent=idempotent),
         cache=CacheOptions(init_wait=0.0),
         seed=13,
     )
