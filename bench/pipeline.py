@@ -1,16 +1,20 @@
 """Pipeline benchmark: join throughput of one `outroute worker`, next to baselines measured in
-the same run on a fresh embedded broker.
+the same run on the same fresh broker.
 
     .venv/bin/python bench/pipeline.py                 # 100k pairs; a few minutes on 2 cores
     .venv/bin/python bench/pipeline.py --pairs 20000   # quicker
     .venv/bin/python bench/pipeline.py --freshness     # outcome -> snapshot at steady rates
+    .venv/bin/python bench/pipeline.py --broker kafka  # on Apache Kafka (needs a JDK, Maven)
+    .venv/bin/python bench/pipeline.py --broker embedded,kafka   # a column per broker
 
 Baselines:
   * raw consume: a plain aiokafka consumer reading the same preloaded topics (the ceiling);
   * a straightforward Faust Table join (bench/faust_table_join.py) on its own preloaded topics.
 Rates are input events (decisions + outcomes) per second, from the first output to the last
 plus one flush tick (the first output leaves a tick after processing starts), so start-up
-(group joins) is excluded; start-up is reported separately.
+(group joins) is excluded; start-up is reported separately. Each broker kind gets a fresh broker
+(one per rate for --freshness); Redis is the one at OUTROUTE_REDIS_URL, or a local one started
+for the run.
 """
 
 from __future__ import annotations
@@ -36,7 +40,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from schemas import PARTITIONER, DecisionEvent, OutcomeEvent, PathDelta  # noqa: E402
-from stream_workers import EmbeddedBroker, WorkerSettings, create_topics  # noqa: E402
+from schemas.settings import DEFAULT_REDIS_URL  # noqa: E402
+from stream_workers import (  # noqa: E402
+    KAFKA_VERSION,
+    ApacheKafka,
+    EmbeddedBroker,
+    WorkerSettings,
+    create_topics,
+    find_or_start_redis,
+)
+
+BROKERS = {"embedded": "embedded broker", "kafka": f"Apache Kafka {KAFKA_VERSION}"}
 
 GOALS = {"summarize": ["a", "b", "c"], "classify": ["x", "y"]}
 
@@ -111,13 +125,18 @@ async def raw_consume(settings: WorkerSettings, expected: int) -> float:
     return expected / elapsed
 
 
-def run_outroute_worker(settings: WorkerSettings, pairs: int) -> dict[str, float]:
-    env = {
+def worker_env(settings: WorkerSettings, key_prefix: str) -> dict[str, str]:
+    return {
         **os.environ,
         "OUTROUTE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "OUTROUTE_REDIS_URL": settings.redis_url.get_secret_value(),
         "OUTROUTE_TOPIC_PREFIX": settings.topic_prefix,
-        "OUTROUTE_REDIS_KEY_PREFIX": f"bench-{os.getpid()}-{time.time_ns()}",
+        "OUTROUTE_REDIS_KEY_PREFIX": key_prefix,
     }
+
+
+def run_outroute_worker(settings: WorkerSettings, pairs: int) -> dict[str, float]:
+    env = worker_env(settings, f"bench-{os.getpid()}-{time.time_ns()}")
     log = tempfile.NamedTemporaryFile("w", suffix=".log", delete=False)  # noqa: SIM115
     started = time.monotonic()
     worker = subprocess.Popen(
@@ -222,12 +241,7 @@ def freshness(settings: WorkerSettings, pairs_per_s: int, seconds: float) -> dic
     import redis
 
     keys_prefix = f"fresh-{os.getpid()}-{time.time_ns()}"
-    env = {
-        **os.environ,
-        "OUTROUTE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "OUTROUTE_TOPIC_PREFIX": settings.topic_prefix,
-        "OUTROUTE_REDIS_KEY_PREFIX": keys_prefix,
-    }
+    env = worker_env(settings, keys_prefix)
     log = tempfile.NamedTemporaryFile("w", suffix=".log", delete=False)  # noqa: SIM115
     worker = subprocess.Popen(
         [str(Path(sys.executable).parent / "outroute"), "worker"],
@@ -235,14 +249,15 @@ def freshness(settings: WorkerSettings, pairs_per_s: int, seconds: float) -> dic
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    client = redis.Redis()
+    client = redis.Redis.from_url(settings.redis_url.get_secret_value())
     key = f"{keys_prefix}:policy:fresh"
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(f"{keys_prefix}:policy-updates")
     topics = settings.topics()
     # linger 50 ms: the embedded broker's fetch cost grows with the number of stored record
     # batches, and at 5 ms a plain consumer fell minutes behind 10k events/s within a minute
-    # (bench/broker_lag.py). The linger counts against the latencies measured here.
+    # (bench/broker_lag.py). The linger counts against the latencies measured here; Kafka gets
+    # the same, so that the brokers compare.
     producer = Producer(
         {**settings.kafka_client_config(), "partitioner": PARTITIONER, "linger.ms": 50}
     )
@@ -325,13 +340,96 @@ def freshness(settings: WorkerSettings, pairs_per_s: int, seconds: float) -> dic
     }
 
 
+def broker_of(kind: str) -> EmbeddedBroker | ApacheKafka:
+    return ApacheKafka() if kind == "kafka" else EmbeddedBroker()
+
+
+def broker_kinds(value: str) -> list[str]:
+    kinds = [k.strip() for k in value.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in BROKERS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"unknown broker kind(s) {unknown or kinds}; choose from {', '.join(BROKERS)}"
+        )
+    return kinds
+
+
+def rates(value: str) -> list[int]:
+    try:
+        parsed = [int(x) for x in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of integers: {value!r}"
+        ) from None
+    if not parsed or min(parsed) < 2:
+        raise argparse.ArgumentTypeError(f"rates must be at least 2 events/s: {value!r}")
+    return parsed
+
+
+def measure_freshness(
+    kind: str, redis_url: str, partitions: int, rate: int, seconds: float
+) -> dict[str, float]:
+    with broker_of(kind) as broker:
+        broker.start()
+        settings = WorkerSettings(
+            bootstrap_servers=broker.bootstrap_servers,
+            redis_url=redis_url,
+            topic_prefix="fresh",
+            partitions=partitions,
+        )
+        create_topics(settings)
+        return freshness(settings, rate // 2, seconds)
+
+
+def measure_throughput(
+    kind: str, redis_url: str, partitions: int, pairs: int, baseline_pairs: int, console: Console
+) -> dict[str, float]:
+    with broker_of(kind) as broker:
+        broker.start()
+        ours = WorkerSettings(
+            bootstrap_servers=broker.bootstrap_servers,
+            redis_url=redis_url,
+            topic_prefix="bench",
+            partitions=partitions,
+        )
+        create_topics(ours)
+        console.print(f"{BROKERS[kind]}: preloading {pairs:,} pairs ...")
+        preload(ours, pairs)
+        raw = asyncio.run(raw_consume(ours, 2 * pairs))
+        console.print(f"{BROKERS[kind]}: running outroute worker ...")
+        result = {"raw": raw, **run_outroute_worker(ours, pairs)}
+        if baseline_pairs:
+            baseline = WorkerSettings(
+                bootstrap_servers=broker.bootstrap_servers,
+                redis_url=redis_url,
+                topic_prefix="fbase",
+                partitions=partitions,
+            )
+            create_topics(baseline)
+            console.print(f"{BROKERS[kind]}: preloading {baseline_pairs:,} pairs for Faust ...")
+            preload(baseline, baseline_pairs)
+            console.print(f"{BROKERS[kind]}: running the Faust Table join ...")
+            result["faust"] = run_faust_baseline(baseline, baseline_pairs)["events_per_s"]
+    return result
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--pairs", type=int, default=100_000, help="pairs for outroute (100k)")
     parser.add_argument(
-        "--baseline-pairs", type=int, default=20_000, help="pairs for the Faust baseline (20k)"
+        "--baseline-pairs",
+        type=int,
+        default=20_000,
+        help="pairs for the Faust baseline (20k; 0 leaves it out)",
     )
-    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--partitions", type=int, default=4, help="partitions per topic (4)")
+    parser.add_argument(
+        "--broker",
+        type=broker_kinds,
+        default=["embedded"],
+        metavar="KINDS",
+        help="embedded, kafka, or both comma-separated (a column each); default embedded",
+    )
     parser.add_argument(
         "--freshness",
         action="store_true",
@@ -339,90 +437,100 @@ def main() -> int:
     )
     parser.add_argument(
         "--rates",
-        type=lambda v: [int(x) for x in v.split(",")],
+        type=rates,
         default=[10_000, 20_000, 30_000, 40_000, 50_000],
         help="input events/s for --freshness, comma-separated (10000,...,50000)",
     )
     parser.add_argument(
         "--seconds", type=float, default=30.0, help="seconds per rate for --freshness (30)"
     )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
+    if args.pairs < 1 or args.baseline_pairs < 0 or args.partitions < 1 or args.seconds <= 0:
+        parser.error("--pairs and --partitions must be positive, --baseline-pairs >= 0")
     console = Console()
-    if args.freshness:
-        table = Table(title="Freshness: outcome produced -> counted in the Redis snapshot")
-        for col in (
-            "input events/s",
-            "produced/s",
-            "p50 ms",
-            "p99 ms",
-            "max ms",
-            "p99 first/last quarter",
-        ):
-            table.add_column(col, justify="right")
-        for rate in args.rates:
-            with EmbeddedBroker() as broker:
-                fresh = WorkerSettings(
-                    bootstrap_servers=broker.bootstrap_servers,
-                    topic_prefix="fresh",
-                    partitions=args.partitions,
-                )
-                create_topics(fresh)
-                console.print(f"steady {rate:,} events/s for {args.seconds:.0f} s ...")
-                r = freshness(fresh, rate // 2, args.seconds)
-            table.add_row(
-                f"{r['events_per_s']:,.0f}",
+    local_redis = find_or_start_redis(os.environ.get("OUTROUTE_REDIS_URL", DEFAULT_REDIS_URL))
+    try:
+        if args.freshness:
+            figures = print_freshness(args, local_redis.url, console)
+        else:
+            figures = print_throughput(args, local_redis.url, console)
+        if args.json is not None:
+            args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    finally:
+        local_redis.stop()  # only a server started here
+    return 0
+
+
+def print_freshness(
+    args: argparse.Namespace, redis_url: str, console: Console
+) -> dict[str, dict[str, dict[str, float]]]:
+    """The table of --freshness; returns {broker: {rate: figures}}."""
+    figures: dict[str, dict[str, dict[str, float]]] = {kind: {} for kind in args.broker}
+    table = Table(title="Freshness: outcome produced -> counted in the Redis snapshot")
+    table.add_column("input events/s", justify="right")
+    for kind in args.broker:
+        for col in ("produced/s", "p50 ms", "p99 ms", "max ms", "p99 first/last quarter"):
+            table.add_column(
+                f"{BROKERS[kind]}: {col}" if len(args.broker) > 1 else col, justify="right"
+            )
+    for rate in args.rates:
+        row = [f"{rate:,}"]
+        for kind in args.broker:
+            console.print(f"{BROKERS[kind]}: steady {rate:,} events/s for {args.seconds:.0f} s ...")
+            r = measure_freshness(kind, redis_url, args.partitions, rate, args.seconds)
+            figures[kind][str(rate)] = r
+            row += [
                 f"{r['produced_per_s']:,.0f}",
                 f"{r['p50_ms']:.0f}",
                 f"{r['p99_ms']:.0f}",
                 f"{r['max_ms']:.0f}",
                 f"{r['first_p99_ms']:.0f} / {r['last_p99_ms']:.0f}",
-            )
-        console.print(table)
-        return 0
-    with EmbeddedBroker() as broker:
-        ours = WorkerSettings(
-            bootstrap_servers=broker.bootstrap_servers,
-            topic_prefix="bench",
-            partitions=args.partitions,
-        )
-        create_topics(ours)
-        console.print(f"preloading {args.pairs:,} pairs ...")
-        preload(ours, args.pairs)
-        raw = asyncio.run(raw_consume(ours, 2 * args.pairs))
-        console.print("running outroute worker ...")
-        worker = run_outroute_worker(ours, args.pairs)
+            ]
+        table.add_row(*row)
+    console.print(table)
+    return figures
 
-        baseline = WorkerSettings(
-            bootstrap_servers=broker.bootstrap_servers,
-            topic_prefix="fbase",
-            partitions=args.partitions,
-        )
-        create_topics(baseline)
-        console.print(f"preloading {args.baseline_pairs:,} pairs for the Faust baseline ...")
-        preload(baseline, args.baseline_pairs)
-        console.print("running the Faust Table join ...")
-        faust = run_faust_baseline(baseline, args.baseline_pairs)
 
-    table = Table(title=f"Join throughput, {args.partitions} partitions, 2-core machine")
+def print_throughput(
+    args: argparse.Namespace, redis_url: str, console: Console
+) -> dict[str, dict[str, float]]:
+    """The throughput table; returns {broker: figures}."""
+    results = {
+        kind: measure_throughput(
+            kind, redis_url, args.partitions, args.pairs, args.baseline_pairs, console
+        )
+        for kind in args.broker
+    }
+    table = Table(title=f"Join throughput, {args.partitions} partitions, input events/s")
     table.add_column("what")
-    table.add_column("input events/s", justify="right")
-    table.add_column("vs outroute", justify="right")
-    ours_rate = worker["events_per_s"]
+    for kind in args.broker:
+        table.add_column(BROKERS[kind], justify="right")
     table.add_row(
-        "raw aiokafka consume of the same topics", f"{raw:,.0f}", f"{ours_rate / raw:.1%}"
+        "raw aiokafka consume of the same topics", *(f"{r['raw']:,.0f}" for r in results.values())
     )
-    table.add_row(f"outroute worker, {args.pairs:,} pairs", f"{ours_rate:,.0f}", "1.00x")
     table.add_row(
-        f"straightforward Faust Table join, {args.baseline_pairs:,} pairs",
-        f"{faust['events_per_s']:,.0f}",
-        f"{ours_rate / faust['events_per_s']:.1f}x",
+        f"outroute worker, {args.pairs:,} pairs",
+        *(f"{r['events_per_s']:,.0f}" for r in results.values()),
+    )
+    table.add_row(
+        "outroute / raw consume", *(f"{r['events_per_s'] / r['raw']:.1%}" for r in results.values())
+    )
+    if args.baseline_pairs:
+        table.add_row(
+            f"straightforward Faust Table join, {args.baseline_pairs:,} pairs",
+            *(f"{r['faust']:,.0f}" for r in results.values()),
+        )
+        table.add_row(
+            "outroute / Faust join",
+            *(f"{r['events_per_s'] / r['faust']:.1f}x" for r in results.values()),
+        )
+    table.add_row(
+        "outroute: first output after start (s)",
+        *(f"{r['startup_s']:.1f}" for r in results.values()),
     )
     console.print(table)
-    console.print(
-        f"outroute worker: first output {worker['startup_s']:.1f} s after start, "
-        f"all joined after {worker['wall_s']:.1f} s"
-    )
-    return 0
+    return results
 
 
 if __name__ == "__main__":
