@@ -468,26 +468,26 @@ def print_freshness(
     """The table of --freshness; returns {broker: {rate: figures}}."""
     figures: dict[str, dict[str, dict[str, float]]] = {kind: {} for kind in args.broker}
     table = Table(title="Freshness: outcome produced -> counted in the Redis snapshot")
+    # A row per rate and broker, the brokers of a rate measured one after the other.
     table.add_column("input events/s", justify="right")
-    for kind in args.broker:
-        for col in ("produced/s", "p50 ms", "p99 ms", "max ms", "p99 first/last quarter"):
-            table.add_column(
-                f"{BROKERS[kind]}: {col}" if len(args.broker) > 1 else col, justify="right"
-            )
+    if len(args.broker) > 1:
+        table.add_column("broker")
+    for col in ("produced/s", "p50 ms", "p99 ms", "max ms", "p99 first/last quarter"):
+        table.add_column(col, justify="right")
     for rate in args.rates:
-        row = [f"{rate:,}"]
         for kind in args.broker:
             console.print(f"{BROKERS[kind]}: steady {rate:,} events/s for {args.seconds:.0f} s ...")
             r = measure_freshness(kind, redis_url, args.partitions, rate, args.seconds)
             figures[kind][str(rate)] = r
-            row += [
+            table.add_row(
+                f"{rate:,}",
+                *([BROKERS[kind]] if len(args.broker) > 1 else []),
                 f"{r['produced_per_s']:,.0f}",
                 f"{r['p50_ms']:.0f}",
                 f"{r['p99_ms']:.0f}",
                 f"{r['max_ms']:.0f}",
                 f"{r['first_p99_ms']:.0f} / {r['last_p99_ms']:.0f}",
-            ]
-        table.add_row(*row)
+            )
     console.print(table)
     return figures
 
