@@ -169,7 +169,7 @@ def run_outroute_worker(settings: WorkerSettings, pairs: int) -> dict[str, float
                 now = time.monotonic()
                 first = first or now
                 last = now
-                joined += PathDelta.model_validate_json(message.value()).count
+                joined += PathDelta.model_validate_json(message.value() or b"").count
     finally:
         consumer.close()
         worker.terminate()
@@ -451,6 +451,7 @@ def main() -> int:
     console = Console()
     local_redis = find_or_start_redis(os.environ.get("OUTROUTE_REDIS_URL", DEFAULT_REDIS_URL))
     try:
+        figures: object
         if args.freshness:
             figures = print_freshness(args, local_redis.url, console)
         else:
