@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -15,12 +16,14 @@ from .settings import WorkerSettings
 __all__ = ["create_app"]
 
 
-def create_app(settings: WorkerSettings) -> tuple[faust.App, JoinService]:
+def create_app(settings: WorkerSettings, datadir: Path) -> tuple[faust.App, JoinService]:
+    """The app; ``datadir`` is where Faust makes its directories (its tables live in memory)."""
     app = faust.App(
         f"{settings.topic_prefix}-worker",
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         broker_credentials=faust_broker_credentials(settings),
         store="memory://",
+        datadir=datadir,
         # Faust's defaults (60 s) make joining a group take ~30 s on the embedded broker.
         broker_session_timeout=settings.session_timeout,
         broker_rebalance_timeout=settings.session_timeout,

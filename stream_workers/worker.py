@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import NoReturn
 
 import faust
@@ -19,7 +21,14 @@ log = logging.getLogger("outroute.worker")
 def run_worker(settings: WorkerSettings, *, loglevel: str = "warning") -> NoReturn:
     """Check the topics, then run until SIGTERM/SIGINT (exit code 0) or a fatal error."""
     partitions = verify_join_topics(settings)  # refuses topics that are not co-partitioned
-    app, _ = create_app(settings)
+    # Faust makes a data directory even for memory tables; a temporary one leaves nothing behind
+    # in the working directory (it used to leave "<prefix>-worker-data" there).
+    with tempfile.TemporaryDirectory(prefix="outroute-worker-") as datadir:
+        _run(settings, partitions, Path(datadir), loglevel)
+
+
+def _run(settings: WorkerSettings, partitions: int, datadir: Path, loglevel: str) -> NoReturn:
+    app, _ = create_app(settings, datadir)
     level = getattr(logging, loglevel.upper())
 
     @app.task  # type: ignore[untyped-decorator]

@@ -186,6 +186,7 @@ class Worker:
         self.started = time.monotonic()
         self.process = subprocess.Popen(
             [str(Path(sys.executable).parent / "outroute"), "worker", "-l", "info"],
+            cwd=log_dir,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

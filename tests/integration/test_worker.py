@@ -96,6 +96,8 @@ def test_out_of_order_replays_and_garbage_are_joined_and_counted_exactly(
     # A clean stop wrote a checkpoint for every partition.
     keys = redis_client.keys(f"{settings.redis_key_prefix}:join:*")
     assert len(keys) == 4
+    # ... and left nothing in its working directory but the log (Faust makes a data directory).
+    assert [p.name for p in tmp_path.iterdir()] == [worker.log_path.name]
 
 
 def caught_up(worker: Worker) -> bool:
