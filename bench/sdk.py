@@ -8,13 +8,16 @@ run, baselines to compare against:
   * an HTTP round trip per decision to a server on loopback (what a router that asks a service
     per decision pays at the very least: no network, no server-side work);
   * Thompson sampling with random.betavariate per path (no precomputed tables);
-  * raw confluent-kafka produce() of pre-encoded events (the emission floor).
+  * raw confluent-kafka produce() of pre-encoded events (the emission floor);
+and how long a snapshot written to Redis takes to reach a running router, announced on the
+update channel or found by the poll. Uses the Redis at OUTROUTE_REDIS_URL, or starts one.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -27,16 +30,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 from confluent_kafka import Producer
 from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from producer_sdk import Router
+from producer_sdk import CacheOptions, EmitterOptions, Router
 from producer_sdk.testing import NullSink, StaticSnapshotSource
-from schemas import PARTITIONER, PathStats, PolicySnapshot
-from stream_workers import EmbeddedBroker, WorkerSettings, create_topics
+from schemas import PARTITIONER, PathStats, PolicySnapshot, RedisKeys
+from schemas.settings import DEFAULT_REDIS_URL
+from stream_workers import EmbeddedBroker, WorkerSettings, create_topics, find_or_start_redis
+from stream_workers.localstack import free_port
 
 
 def snapshot(paths: list[str]) -> PolicySnapshot:
@@ -65,6 +71,7 @@ def percentiles(samples_ns: list[int]) -> dict[str, float]:
         "p99": samples_ns[int(n * 0.99)] / 1000,
         "p99.9": samples_ns[int(n * 0.999)] / 1000,
         "mean": statistics.fmean(samples_ns) / 1000,
+        "max": samples_ns[-1] / 1000,
     }
 
 
@@ -78,6 +85,51 @@ def time_calls(fn: Callable[[], Any], n: int) -> dict[str, float]:
         fn()
         samples.append(clock() - t)
     return percentiles(samples)
+
+
+def snapshot_pickup(redis_url: str, samples: int) -> dict[str, dict[str, float]]:
+    """Milliseconds from writing a new snapshot to Redis until a running router uses it:
+    announced on the update channel (how the worker publishes), and written without a word
+    (found by the 1 s poll, the safety net)."""
+    keys = RedisKeys(f"pickup{random.Random().randrange(10**9)}")
+    paths = [f"p{i}" for i in range(10)]
+    client = redis.Redis.from_url(redis_url)
+    router = Router(
+        "bench",
+        paths,
+        event_sink=NullSink(),
+        redis_url=redis_url,
+        redis_key_prefix=keys.prefix,
+        seed=7,
+    )
+    figures: dict[str, dict[str, float]] = {}
+    version = 1
+    phase = random.Random(8)
+    try:
+        client.set(keys.policy("bench"), snapshot(paths).model_dump_json())
+        router.start(wait=5)
+        for how, count in (("published", samples), ("polled", max(samples // 5, 5))):
+            waited: list[int] = []
+            for _ in range(count):
+                version += 1
+                if how == "polled":  # at a random point of the poll's cycle, as writes come
+                    time.sleep(phase.uniform(0, 1))
+                body = snapshot(paths).model_copy(update={"version": version}).model_dump_json()
+                written = time.perf_counter_ns()
+                client.set(keys.policy("bench"), body)
+                if how == "published":
+                    client.publish(keys.policy_updates, "bench")
+                while router.get_policy().version != version:
+                    if time.perf_counter_ns() - written > 10 * 10**9:
+                        raise RuntimeError(f"version {version} not picked up within 10 s ({how})")
+                    time.sleep(0.0005)
+                waited.append(time.perf_counter_ns() - written)
+            figures[how] = {k: v / 1000 for k, v in percentiles(waited).items()}  # us -> ms
+    finally:
+        router.close()
+        client.delete(keys.policy("bench"))
+        client.close()
+    return figures
 
 
 def naive_thompson(snap: PolicySnapshot, rng: random.Random) -> Callable[[], str]:
@@ -190,6 +242,49 @@ def main() -> int:
         )
         router.flush(60)
 
+        # While Kafka is away: the same calls buffer in librdkafka's queue and must not block.
+        away = Router(
+            "bench",
+            paths,
+            kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
+            topic_prefix="bench",
+            snapshot_source=StaticSnapshotSource(snapshot(paths)),
+            emitter=EmitterOptions(max_queued_events=2 * (n_lat + 5000)),  # with the warm-up
+            seed=5,
+        ).start()
+
+        def decide_report_away() -> None:
+            away.decide().report(True, latency_ms=812.0, cost_usd=0.002)
+
+        rows.append(
+            (
+                "outroute",
+                "decide() + report(), 10 paths, Kafka down",
+                time_calls(decide_report_away, n_lat),
+            )
+        )
+        results["kafka_down_dropped"] = away.stats().dropped
+        away.close(timeout=0)
+
+        # While Redis is away: no snapshot, every decision falls back to the first path.
+        blind = Router(
+            "bench",
+            paths,
+            event_sink=NullSink(),
+            redis_url=f"redis://127.0.0.1:{free_port()}/0",
+            cache=CacheOptions(init_wait=0.2),
+            seed=6,
+        )
+        blind.decide()  # the one bounded wait for a first snapshot
+        rows.append(
+            (
+                "outroute",
+                "decide(), 10 paths, Redis down (fallback)",
+                time_calls(blind.decide, n_lat),
+            )
+        )
+        blind.close()
+
         # Sustained: a tight loop of decide + report; events/s = 2 per iteration.
         before = router.stats()
         started = time.perf_counter()
@@ -232,6 +327,12 @@ def main() -> int:
         raw.flush(120)
         results["raw_produce_events_per_s"] = 2 * n_rate / raw_caller
 
+    local_redis = find_or_start_redis(os.environ.get("OUTROUTE_REDIS_URL", DEFAULT_REDIS_URL))
+    try:
+        results["snapshot_pickup_ms"] = snapshot_pickup(local_redis.url, 20 if args.quick else 200)
+    finally:
+        local_redis.stop()  # only a server started here
+
     table = Table(title="SDK latency per call (us), 2-core machine")
     for col in ("", "what", "p50", "p99", "p99.9", "mean"):
         table.add_column(col, justify="right" if col in ("p50", "p99", "p99.9", "mean") else "left")
@@ -256,6 +357,17 @@ def main() -> int:
         f"emitted {sustained['emitted']:,}, delivered {sustained['delivered']:,}, "
         f"dropped {sustained['dropped']:,}, pending after flush {sustained['pending_after_flush']}"
     )
+    console.print(f"with Kafka down: dropped {results['kafka_down_dropped']:,} (buffered the rest)")
+    pickup = Table(title="A new snapshot written to Redis, until a router uses it (ms)")
+    for col in ("how", "p50", "p99", "max"):
+        pickup.add_column(col, justify="left" if col == "how" else "right")
+    for how, what in (
+        ("published", "announced on the update channel"),
+        ("polled", "not announced: the 1 s poll"),
+    ):
+        f = results["snapshot_pickup_ms"][how]
+        pickup.add_row(what, f"{f['p50']:.1f}", f"{f['p99']:.1f}", f"{f['max']:.1f}")
+    console.print(pickup)
     ten = results["decide(), 10 paths, events discarded"]
     http = results["HTTP round trip per decision (loopback)"]
     console.print(
@@ -264,7 +376,11 @@ def main() -> int:
     )
     if args.json:
         print(json.dumps(results, indent=2))
-    ok = sustained["delivered"] == sustained["emitted"] and sustained["pending_after_flush"] == 0
+    ok = (
+        sustained["delivered"] == sustained["emitted"]
+        and sustained["pending_after_flush"] == 0
+        and results["kafka_down_dropped"] == 0
+    )
     return 0 if ok else 1
 
 

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -102,15 +101,25 @@ def test_events_on_the_topics_are_valid_and_keyed_by_trace(
     assert (outcome.success, outcome.latency_ms, outcome.cost_usd) == (False, 0.0, 0.001)
 
 
-def test_a_snapshot_written_elsewhere_is_used_within_a_second(
+def test_a_snapshot_written_elsewhere_arrives_by_pub_sub_and_by_the_poll(
     settings: WorkerSettings, redis_client: redis.Redis, routers: list[Router]
 ) -> None:
     keys = settings.redis_keys()
-    router = kafka_router(
+    # An hour between polls: within the test's waits, only pub/sub can bring a new version.
+    pubsub_only = kafka_router(
+        settings,
+        routers,
+        snapshot_source=None,
+        event_sink=None,
+        exploration_rate=0.0,
+        cache=CacheOptions(poll_interval=3600),
+    ).start()
+    polling = kafka_router(
         settings, routers, snapshot_source=None, event_sink=None, exploration_rate=0.0
     ).start()
-    assert router.get_policy().loaded
-    assert router.get_policy().version is None
+    for router in (pubsub_only, polling):
+        assert router.get_policy().loaded
+        assert router.get_policy().version is None
     writer = textwrap.dedent(
         f"""
         import redis, sys
@@ -120,24 +129,26 @@ def test_a_snapshot_written_elsewhere_is_used_within_a_second(
             r.publish({keys.policy_updates!r}, "summarize")
         """
     )
-    for version, publish in ((1, True), (2, True), (3, False)):
+    # Published versions reach both; the unpublished one only the router that polls (every
+    # second by default). How fast: the freshness figures in BENCHMARKS.md.
+    for version, publish, router in (
+        (1, True, pubsub_only),
+        (2, True, pubsub_only),
+        (3, False, polling),
+    ):
         subprocess.run(
             [sys.executable, "-c", writer, *(["--publish"] if publish else [])],
             input=snapshot("summarize", version).model_dump_json(),
             text=True,
             check=True,
         )
-        written = time.monotonic()
         wait_until(
-            lambda v=version: router.get_policy().version == v,
-            timeout=3,
+            lambda r=router, v=version: r.get_policy().version == v,
+            timeout=30,
             interval=0.005,
             what=f"version {version}",
         )
-        seen = time.monotonic() - written
-        # Published: pub/sub delivers it at once. Not published: the 1 s poll finds it.
-        assert seen < (1.0 if publish else 1.0 + 0.5), f"version {version} took {seen:.3f} s"
-    decision = router.decide()
+    decision = polling.decide()
     assert (decision.path, decision.policy_version, decision.reason) == ("a", 3, "exploit")
 
 
@@ -183,7 +194,6 @@ def test_redis_outage_keeps_the_last_policy_and_recovers(
 def test_redis_never_up_falls_back_within_the_init_wait(
     settings: WorkerSettings, routers: list[Router]
 ) -> None:
-    started = time.monotonic()
     router = kafka_router(
         settings,
         routers,
@@ -192,12 +202,9 @@ def test_redis_never_up_falls_back_within_the_init_wait(
         cache=CacheOptions(init_wait=0.3),
     )
     first = router.decide()
-    assert time.monotonic() - started < 0.3 + 0.2
     assert (first.path, first.reason) == ("a", "fallback")
-    started = time.monotonic()
-    for _ in range(1000):
+    for _ in range(1000):  # its cost per call: bench/sdk.py, "Redis down"
         assert router.decide().reason == "fallback"
-    assert (time.monotonic() - started) / 1000 < 0.001
     assert not router.get_policy().loaded
 
 
@@ -213,12 +220,9 @@ def test_broker_outage_buffers_events_and_delivers_them_after(routers: list[Rout
         assert router.flush(10) == 0
         broker.stop()
 
-        calls = 2000
-        started = time.perf_counter()
+        calls = 2000  # their cost per call: bench/sdk.py, "Kafka down"
         for i in range(calls):
             router.decide().report(i % 2 == 0, latency_ms=1.0)
-        per_call = (time.perf_counter() - started) / calls
-        assert per_call < 0.001, f"decide+report took {per_call * 1e6:.0f} us with Kafka down"
         during = router.stats()
         assert during.pending == 2 * calls
         assert during.dropped == 0
@@ -251,10 +255,8 @@ def test_full_buffer_drops_and_counts_without_blocking(
         routers,
         emitter=EmitterOptions(max_queued_events=100),
     )
-    started = time.perf_counter()
     for _ in range(300):
         router.decide().report(True)
-    assert (time.perf_counter() - started) / 300 < 0.001
     stats = router.stats()
     assert stats.emitted == 100
     assert stats.dropped == 500
