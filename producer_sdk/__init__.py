@@ -8,6 +8,7 @@ decision = router.decide()
 decision.report(success=True, latency_ms=840)
 """
 
+from ._completions import AsyncCompletionStream, CompletionStream
 from .cache import SnapshotSource
 from .decision import Decision
 from .emitter import EmitterStats, EventSink, KafkaEventSink
@@ -19,8 +20,10 @@ from .router import SDK_VERSION, Router, RouterStats
 
 __all__ = [
     "SDK_VERSION",
+    "AsyncCompletionStream",
     "CacheOptions",
     "Completion",
+    "CompletionStream",
     "Decision",
     "EmitterOptions",
     "EmitterStats",

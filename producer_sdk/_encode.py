@@ -77,13 +77,16 @@ class EventEncoder:
     def outcome(trace_id: str, outcome: Outcome, occurred_ns: int | None = None) -> bytes:
         category = outcome.failure_category
         category_json = "null" if category is None else f'"{category}"'
+        # Only when set: a worker older than the field would reject the event.
+        ttft = outcome.time_to_first_token_ms
+        first_token = "" if ttft is None else f'"time_to_first_token_ms":{ttft!r},'
         at = utc_timestamp(time.time_ns() if occurred_ns is None else occurred_ns)
         return (
             f'{{"schema_version":1,"event_id":"{trace_id}.o","trace_id":"{trace_id}",'
             f'"success":{"true" if outcome.success else "false"},'
             f'"score":{_json_number(outcome.score)},'
             f'"cost_usd":{_json_number(outcome.cost_usd)},'
-            f'"latency_ms":{_json_number(outcome.latency_ms)},'
+            f'"latency_ms":{_json_number(outcome.latency_ms)},{first_token}'
             f'"failure_category":{category_json},'
             f'"prompt_tokens":{_json_number(outcome.prompt_tokens)},'
             f'"completion_tokens":{_json_number(outcome.completion_tokens)},'

@@ -5,14 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from schemas import FAILURE_CATEGORIES, FailureCategory, Reason
 
-if TYPE_CHECKING:
-    from .router import Router
-
-__all__ = ["Decision", "Outcome", "validate_outcome"]
+__all__ = ["Decision", "Outcome", "Reporter", "Turn", "validate_outcome", "with_turns"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +23,27 @@ class Outcome:
     failure_category: FailureCategory | None
     prompt_tokens: int | None
     completion_tokens: int | None
+    time_to_first_token_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """What one call of a path measured (a model turn, one run() attempt). A decision's turns
+    add up, and fill the fields its report leaves out."""
+
+    latency_ms: float
+    cost_usd: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    time_to_first_token_ms: float | None = None
+
+
+class Reporter(Protocol):
+    """Where a Decision sends its report (the router's ledger of reports)."""
+
+    def emit(self, decision: Decision, outcome: Outcome, by: str) -> bool: ...
+
+    def record_turn(self, decision: Decision, turn: Turn) -> None: ...
 
 
 def _number(name: str, value: Any, *, upper: float | None = None) -> float | None:
@@ -58,6 +76,7 @@ def validate_outcome(
     failure_category: Any = None,
     prompt_tokens: Any = None,
     completion_tokens: Any = None,
+    time_to_first_token_ms: Any = None,
 ) -> Outcome:
     """Check a report's fields; ValueError names the first bad field and its rule."""
     if not isinstance(success, bool):
@@ -75,18 +94,25 @@ def validate_outcome(
         failure_category=failure_category,
         prompt_tokens=_count("prompt_tokens", prompt_tokens),
         completion_tokens=_count("completion_tokens", completion_tokens),
+        time_to_first_token_ms=_number("time_to_first_token_ms", time_to_first_token_ms),
     )
 
 
 class Decision:
     """Which path was chosen for one request, and why. Report how it went with ``report()``,
-    from any thread or task. Only the first report of a decision is emitted."""
+    from any thread or task. Only the first report of a decision is emitted.
+
+    A decision made by ``completion()`` or ``run()`` also carries what its calls measured
+    (latency, tokens, cost, summed over the turns of a conversation); a report that leaves
+    those fields out gets them from there."""
 
     __slots__ = (
         "_decided_ns",
-        "_reported",
-        "_router",
+        "_reported_by",
+        "_reporter",
+        "_turns",
         "candidates",
+        "made_by",
         "path",
         "policy_version",
         "reason",
@@ -95,22 +121,25 @@ class Decision:
 
     def __init__(
         self,
-        router: Router,
+        reporter: Reporter,
         trace_id: str,
         path: str,
         reason: Reason,
         policy_version: int | None,
         decided_ns: int,
         candidates: tuple[str, ...],
+        made_by: str = "decide()",
     ) -> None:
-        self._router = router
-        self._reported = False
+        self._reporter = reporter
+        self._reported_by: str | None = None
+        self._turns: list[Turn] = []
         self.trace_id = trace_id
         self.path = path
         self.reason: Reason = reason
         self.policy_version = policy_version
         self._decided_ns = decided_ns
         self.candidates = candidates
+        self.made_by = made_by
 
     @property
     def decided_at(self) -> datetime:
@@ -119,7 +148,18 @@ class Decision:
 
     @property
     def reported(self) -> bool:
-        return self._reported
+        return self._reported_by is not None
+
+    @property
+    def reported_by(self) -> str | None:
+        """Who emitted this decision's outcome: ``"report()"``, ``"completion()"``, ...; None
+        while it is open."""
+        return self._reported_by
+
+    @property
+    def turns(self) -> int:
+        """How many calls of the path this decision served (turns of a conversation)."""
+        return len(self._turns)
 
     def report(
         self,
@@ -132,9 +172,11 @@ class Decision:
         prompt_tokens: int | None = None,
         completion_tokens: int | None = None,
     ) -> bool:
-        """Emit the outcome of this decision. Returns False if it had already been reported.
+        """Emit the outcome of this decision. Returns False, and emits nothing, if it had
+        already been reported (``reported_by`` says by whom).
 
         ``score`` (0..1) grades the result; when given it is the reward instead of ``success``.
+        Fields left out are filled from the calls ``completion()``/``run()`` made for it.
         Raises ValueError naming the field for invalid values; nothing is emitted then.
         """
         outcome = validate_outcome(
@@ -146,10 +188,41 @@ class Decision:
             prompt_tokens,
             completion_tokens,
         )
-        return self._router._emit_outcome(self, outcome)
+        return self._reporter.emit(self, outcome, "report()")
 
     def __repr__(self) -> str:
         return (
             f"Decision(path={self.path!r}, reason={self.reason!r}, trace_id={self.trace_id!r}, "
             f"policy_version={self.policy_version})"
         )
+
+
+def _total(values: list[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+def with_turns(outcome: Outcome, turns: list[Turn]) -> Outcome:
+    """``outcome`` with the fields it leaves out filled from the decision's turns: latency,
+    cost and tokens summed; time to first token of the first streamed turn."""
+    if not turns:
+        return outcome
+    first_token = next(
+        (t.time_to_first_token_ms for t in turns if t.time_to_first_token_ms is not None), None
+    )
+    return Outcome(
+        success=outcome.success,
+        score=outcome.score,
+        cost_usd=_pick(outcome.cost_usd, _total([t.cost_usd for t in turns])),
+        latency_ms=_pick(outcome.latency_ms, _total([t.latency_ms for t in turns])),
+        failure_category=outcome.failure_category,
+        prompt_tokens=_pick(outcome.prompt_tokens, _total([t.prompt_tokens for t in turns])),
+        completion_tokens=_pick(
+            outcome.completion_tokens, _total([t.completion_tokens for t in turns])
+        ),
+        time_to_first_token_ms=_pick(outcome.time_to_first_token_ms, first_token),
+    )
+
+
+def _pick(given: Any, measured: Any) -> Any:
+    return measured if given is None else given

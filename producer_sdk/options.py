@@ -87,11 +87,19 @@ class Provider:
     #: USD per 1,000 prompt and completion tokens; when set, reports carry cost_usd.
     price_per_1k_prompt: float | None = None
     price_per_1k_completion: float | None = None
+    #: Sent with every request, e.g. ``{"api-key": ...}`` for Azure OpenAI's v1 endpoint.
+    headers: tuple[tuple[str, str], ...] | dict[str, str] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
+        if not isinstance(self.base_url, str) or not self.base_url.startswith(
+            ("http://", "https://")
+        ):
             raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
         _positive("timeout", self.timeout)
+        headers = dict(self.headers)
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+            raise ValueError("headers must map header names (str) to values (str)")
+        object.__setattr__(self, "headers", tuple(headers.items()))
         if isinstance(self.api_key, str):
             object.__setattr__(self, "api_key", SecretStr(self.api_key))
 

@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal, overload
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -31,13 +31,17 @@ from schemas._types import IDENTIFIER_MAX, IDENTIFIER_PATTERN, Context
 from schemas.events import MAX_CANDIDATES
 from schemas.settings import DEFAULT_BOOTSTRAP_SERVERS, DEFAULT_REDIS_URL, OutrouteSettings
 
-from ._calls import CallsMixin
+from ._callables import CallablePaths
+from ._calls import CallHost, Judge
+from ._completions import AsyncCompletionStream, CompletionStream, ModelCalls
 from ._encode import EventEncoder
+from ._ledger import Ledger, OnceLog
 from .cache import PolicyCache, RedisSnapshotSource, SnapshotSource
-from .decision import Decision, Outcome
+from .decision import Decision
 from .emitter import EventSink, KafkaEventSink
 from .options import CacheOptions, EmitterOptions, Provider
 from .policy import PolicyView
+from .providers import Completion
 from .sampling import ArmSet, SamplingParams, choose
 
 __all__ = ["SDK_VERSION", "Router", "RouterStats"]
@@ -120,7 +124,7 @@ class RouterStats:
     policy_errors: int
 
 
-class Router(CallsMixin):
+class Router:
     """Routes one goal's requests across its paths. Thread-safe; one per goal per process."""
 
     def __init__(
@@ -129,6 +133,7 @@ class Router(CallsMixin):
         paths: Iterable[str] | Iterable[Callable[..., Any]] | Iterable[tuple[str, Any]],
         *,
         success_fn: Callable[[Any], bool] | None = None,
+        success_on_return: bool = False,
         exploration_rate: float = 0.1,
         min_samples: int = 20,
         staleness: timedelta | float = timedelta(days=7),
@@ -153,7 +158,12 @@ class Router(CallsMixin):
         self.paths, self._fns = _normalize_paths(paths)
         if success_fn is not None and not callable(success_fn):
             raise ValueError(f"success_fn must be callable, got {success_fn!r}")
+        if not isinstance(success_on_return, bool):
+            raise ValueError(f"success_on_return must be a bool, got {success_on_return!r}")
+        if success_on_return and success_fn is not None:
+            raise ValueError("pass success_fn or success_on_return=True, not both")
         self.success_fn = success_fn
+        self.success_on_return = success_on_return
         self.params = SamplingParams(exploration_rate, min_samples, tie_margin, recovery_probe_rate)
         if service is not None:
             check_identifier("service", service)
@@ -172,8 +182,6 @@ class Router(CallsMixin):
         self._cache_options = replace(
             cache or CacheOptions(), path_staleness=_seconds("staleness", staleness)
         )
-        self._providers = dict(providers or {})
-        self._default_provider = default_provider
         # A sink passed in may serve several routers (one producer for many goals): it is
         # flushed on close, and closed by whoever made it.
         self._owns_sink = event_sink is None
@@ -204,7 +212,23 @@ class Router(CallsMixin):
             f"outroute_decision_{self.goal}_{id(self)}", default=None
         )
         self._closed = False
+        self._warnings = OnceLog()
+        self._ledger = Ledger(self._encoder, self._sink, self._warnings)
         self._init_process_state()
+        host = CallHost(
+            paths=self.paths,
+            decide=self._decide_for,
+            resume=self._resume,
+            current=self._current.get,
+            judge=Judge(success_fn, success_on_return, self._warnings),
+            warnings=self._warnings,
+        )
+        self._callables = (
+            None if self._fns is None else CallablePaths(host, self._fns, max_attempts)
+        )
+        self._models = (
+            ModelCalls(host, providers or {}, default_provider) if self._fns is None else None
+        )
         ref = weakref.ref(self)
         self._atexit = functools.partial(_close_at_exit, ref)
         atexit.register(self._atexit)
@@ -215,10 +239,6 @@ class Router(CallsMixin):
         self._started = False
         self._id_prefix = os.urandom(6).hex() + "-"
         self._decisions = 0
-        self._reports = 0
-        self._duplicates = 0
-        self._warned: set[str] = set()
-        self._init_http_state()
 
     @classmethod
     def from_env(cls, goal: str, paths: Any, **kwargs: Any) -> Router:
@@ -241,7 +261,7 @@ class Router(CallsMixin):
         try:
             self._cache.start(wait)
         except RuntimeError as exc:  # cannot start a thread (interpreter shutting down)
-            self._warn_once("start", "cannot start the policy thread: %s", exc)
+            self._warnings.warn("start", "cannot start the policy thread: %s", exc)
         self._started = True
         return self
 
@@ -259,7 +279,8 @@ class Router(CallsMixin):
         atexit.unregister(self._atexit)
         pending = self._sink.close(timeout) if self._owns_sink else self._sink.flush(timeout)
         self._cache.stop(timeout=1.0)
-        self._close_http()
+        if self._models is not None:
+            self._models.close()
         if pending:
             log.warning("router %r closed with %d events undelivered", self.goal, pending)
         return pending
@@ -279,7 +300,8 @@ class Router(CallsMixin):
 
     async def aclose(self, timeout: float = 5.0) -> int:
         """``close()`` for asyncio code: the bounded flush runs in a worker thread."""
-        await self._aclose_http()
+        if self._models is not None:
+            await self._models.aclose()
         return await asyncio.to_thread(self.close, timeout)
 
     # -- deciding ------------------------------------------------------------------------------
@@ -299,6 +321,7 @@ class Router(CallsMixin):
         among: tuple[int, ...] | None,
         context: Mapping[str, Any] | None,
         force_path: str | None,
+        made_by: str = "decide()",
     ) -> Decision:
         if context is not None:
             try:
@@ -337,7 +360,16 @@ class Router(CallsMixin):
         trace_id = f"{self._id_prefix}{serial:x}"
         version = policy.version
         ns = time.time_ns()
-        decision = Decision(self, trace_id, path, reason, version, ns, candidates)  # type: ignore[arg-type]
+        decision = Decision(
+            self._ledger,
+            trace_id,
+            path,
+            reason,  # type: ignore[arg-type]
+            version,
+            ns,
+            candidates,
+            made_by,
+        )
         self._current.set(decision)
         try:
             payload = self._encoder.decision(
@@ -351,7 +383,7 @@ class Router(CallsMixin):
             )
             self._sink.send("decision", trace_id.encode(), payload)
         except Exception as exc:  # never into the host: an emitter bug must not fail requests
-            self._warn_once("send", "could not emit a decision event: %r", exc)
+            self._warnings.warn("send", "could not emit a decision event: %r", exc)
         return decision
 
     def report(self, success: bool, **fields: Any) -> bool:
@@ -369,33 +401,133 @@ class Router(CallsMixin):
             )
         return decision.report(success, **fields)
 
-    def _emit_outcome(self, decision: Decision, outcome: Outcome) -> bool:
-        with self._lock:
-            if decision._reported:
-                self._duplicates += 1
-                duplicate = True
-            else:
-                decision._reported = True
-                self._reports += 1
-                duplicate = False
-        if duplicate:
-            self._warn_once(
-                "duplicate",
-                "decision %s was already reported; later reports are ignored",
-                decision.trace_id,
-            )
-            return False
-        try:
-            payload = self._encoder.outcome(decision.trace_id, outcome)
-            self._sink.send("outcome", decision.trace_id.encode(), payload)
-        except Exception as exc:  # never into the host
-            self._warn_once("send", "could not emit an outcome event: %r", exc)
-        return True
+    def _decide_for(
+        self, among: tuple[int, ...] | None, force_path: str | None, made_by: str
+    ) -> Decision:
+        return self._decide(among, None, force_path, made_by)
 
-    def _warn_once(self, key: str, message: str, *args: Any) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning(message, *args)
+    def _resume(self, decision: Decision, argument: str) -> None:
+        if decision._reporter is not self._ledger:
+            raise ValueError(f"{argument}: decision {decision.trace_id} is not this router's")
+        if decision.reported:
+            raise ValueError(
+                f"{argument}: decision {decision.trace_id} was already reported by "
+                f"{decision.reported_by}; a conversation is one decision, reported once at its "
+                "end (a router with success_fn judges each answer: report conversations "
+                "yourself instead)"
+            )
+        self._current.set(decision)
+
+    # -- calling the paths for you -------------------------------------------------------------
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Decide, call the chosen path with the arguments, and return what it returns.
+
+        An exception is reported as a failure and the next attempt picks among the paths not
+        tried yet (at most ``max_attempts`` decisions). A returned value is judged by
+        ``success_fn`` (a rejected one is a failure, and retried); without one it is returned
+        and its decision waits for your ``router.report()`` (or counts as a success with
+        ``success_on_return=True``). If every attempt failed, the last exception is re-raised,
+        or the last result returned when the last attempt did not raise. A cancellation or
+        Ctrl-C is reported as ``cancelled`` and re-raised."""
+        return self._callable_paths("run").run(args, kwargs)
+
+    async def arun(self, *args: Any, **kwargs: Any) -> Any:
+        """``run()`` for async paths (coroutine functions; plain callables work too)."""
+        return await self._callable_paths("arun").arun(args, kwargs)
+
+    @overload
+    def completion(
+        self,
+        messages: list[Any],
+        force_model: str | None = None,
+        *,
+        continue_from: Completion | Decision | None = None,
+        stream: Literal[False] = False,
+        **params: Any,
+    ) -> Completion: ...
+
+    @overload
+    def completion(
+        self,
+        messages: list[Any],
+        force_model: str | None = None,
+        *,
+        continue_from: Completion | Decision | None = None,
+        stream: Literal[True],
+        **params: Any,
+    ) -> CompletionStream: ...
+
+    def completion(
+        self,
+        messages: list[Any],
+        force_model: str | None = None,
+        *,
+        continue_from: Completion | Decision | None = None,
+        stream: bool = False,
+        **params: Any,
+    ) -> Completion | CompletionStream:
+        """A chat completion from the chosen model; ``params`` go into the request body.
+
+        Provider failures (an HTTP error status, a timeout, a connection error, a body that is
+        not a chat completion) are reported as failures and raised as ProviderError. An answer
+        is judged by ``success_fn``; without one its decision waits for your verdict:
+        ``router.report(...)`` or ``resp.decision.report(...)``.
+
+        ``continue_from=`` an earlier completion (or an open Decision) makes this call a
+        further turn of that decision: same trace id, same model, one report at the end, with
+        latency, tokens and cost summed over the turns. ``force_model`` pins a model for a new,
+        separate decision (reason ``forced``). ``stream=True`` returns a CompletionStream of
+        chunks."""
+        models = self._model_calls("completion")
+        return models.completion(messages, force_model, continue_from, stream, params)
+
+    @overload
+    async def acompletion(
+        self,
+        messages: list[Any],
+        force_model: str | None = None,
+        *,
+        continue_from: Completion | Decision | None = None,
+        stream: Literal[False] = False,
+        **params: Any,
+    ) -> Completion: ...
+
+    @overload
+    async def acompletion(
+        self,
+        messages: list[Any],
+        force_model: str | None = None,
+        *,
+        continue_from: Completion | Decision | None = None,
+        stream: Literal[True],
+        **params: Any,
+    ) -> AsyncCompletionStream: ...
+
+    async def acompletion(
+        self,
+        messages: list[Any],
+        force_model: str | None = None,
+        *,
+        continue_from: Completion | Decision | None = None,
+        stream: bool = False,
+        **params: Any,
+    ) -> Completion | AsyncCompletionStream:
+        """``completion()`` for asyncio code (one pooled AsyncClient per router); with
+        ``stream=True`` it returns an AsyncCompletionStream. A cancellation (or a timeout
+        around it) is reported once, as ``cancelled``."""
+        models = self._model_calls("acompletion")
+        return await models.acompletion(messages, force_model, continue_from, stream, params)
+
+    def _callable_paths(self, method: str) -> CallablePaths:
+        if self._callables is None:
+            raise ValueError(f"{method}() needs callable paths; this router's paths are names")
+        return self._callables
+
+    def _model_calls(self, method: str) -> ModelCalls:
+        if self._models is None:
+            raise ValueError(f"{method}() needs model names as paths; this router has callables")
+        return self._models
 
     # -- inspection ----------------------------------------------------------------------------
 
@@ -409,7 +541,8 @@ class Router(CallsMixin):
         sink = self._sink.stats()
         policy = self._cache.current
         with self._lock:
-            decisions, reports, duplicates = self._decisions, self._reports, self._duplicates
+            decisions = self._decisions
+        reports, duplicates = self._ledger.counts()
         return RouterStats(
             decisions=decisions,
             reports=reports,
@@ -430,6 +563,10 @@ class Router(CallsMixin):
 
     def _after_fork_in_child(self) -> None:
         self._init_process_state()
+        self._warnings.after_fork_in_child()
+        self._ledger.after_fork_in_child()
+        if self._models is not None:
+            self._models.after_fork_in_child()
         self._sink.after_fork_in_child()
         self._cache.after_fork_in_child()
 

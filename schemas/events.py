@@ -38,6 +38,7 @@ FailureCategory = Literal[
     "content_filter",
     "tool_error",
     "user_rejected",
+    "cancelled",
     "other",
 ]
 FAILURE_CATEGORIES: Final[tuple[str, ...]] = get_args(FailureCategory)
@@ -98,6 +99,9 @@ class OutcomeEvent(Event):
     )
     cost_usd: NonNegativeFinite | None = None
     latency_ms: NonNegativeFinite | None = None
+    time_to_first_token_ms: NonNegativeFinite | None = Field(
+        default=None, description="For a streamed answer: when its first token arrived."
+    )
     failure_category: FailureCategory | None = None
     prompt_tokens: int | None = Field(default=None, ge=0, description="Tokens sent to a model.")
     completion_tokens: int | None = Field(

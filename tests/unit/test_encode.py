@@ -70,6 +70,7 @@ def test_decision_encoding_round_trips(
     latency=st.none() | non_negative,
     category=st.none() | st.sampled_from(FAILURE_CATEGORIES),
     tokens=st.none() | st.integers(min_value=0, max_value=10**9),
+    first_token=st.none() | non_negative,
     ns=nanos,
 )
 def test_outcome_encoding_round_trips(
@@ -80,10 +81,15 @@ def test_outcome_encoding_round_trips(
     latency: float | None,
     category: str | None,
     tokens: int | None,
+    first_token: float | None,
     ns: int,
 ) -> None:
-    outcome = validate_outcome(success, score, cost, latency, category, tokens, tokens)
-    event = OutcomeEvent.model_validate_json(EventEncoder.outcome(trace, outcome, ns))
+    outcome = validate_outcome(success, score, cost, latency, category, tokens, tokens, first_token)
+    encoded = EventEncoder.outcome(trace, outcome, ns)
+    event = OutcomeEvent.model_validate_json(encoded)
+    assert event.time_to_first_token_ms == first_token
+    # Left out when unset, so that workers older than the field accept the event.
+    assert (b"time_to_first_token_ms" in encoded) is (first_token is not None)
     assert (event.trace_id, event.event_id, event.source) == (trace, f"{trace}.o", "sdk")
     assert (event.success, event.score, event.cost_usd) == (success, score, cost)
     assert (event.latency_ms, event.failure_category) == (latency, category)

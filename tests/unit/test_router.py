@@ -391,11 +391,85 @@ def test_run_tries_another_path_after_an_exception(make: Any, sink: InMemorySink
     )
     assert router.run(21) == 42
     assert calls == ["broken", "works"]
-    assert [(o.success, o.failure_category) for o in sink.outcomes] == [
-        (False, "timeout"),
-        (True, None),
-    ]
+    # The exception is a failure at once; the returned value waits for the caller's verdict.
+    assert [(o.success, o.failure_category) for o in sink.outcomes] == [(False, "timeout")]
     assert [d.candidates for d in sink.decisions] == [("broken", "works"), ("works",)]
+    assert router.report(False, failure_category="user_rejected") is True
+    second = sink.outcomes[1]
+    assert (second.trace_id, second.success) == (sink.decisions[1].trace_id, False)
+    assert second.failure_category == "user_rejected"
+    assert second.latency_ms is not None  # measured by run(), filled in for the report
+
+
+def test_success_on_return_reports_returned_values(make: Any, sink: InMemorySink) -> None:
+    router = make(paths=[("only", lambda: "x")], success_on_return=True)
+    assert router.run() == "x"
+    assert [(o.success, o.failure_category) for o in sink.outcomes] == [(True, None)]
+    with pytest.raises(ValueError, match="success_fn or success_on_return=True, not both"):
+        make(paths=[("only", lambda: "x")], success_on_return=True, success_fn=bool)
+    with pytest.raises(ValueError, match="success_on_return must be a bool"):
+        make(paths=[("only", lambda: "x")], success_on_return="yes")
+
+
+def test_a_second_report_is_refused_counted_and_warned_once(
+    make: Any, sink: InMemorySink, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fails() -> None:
+        raise ConnectionError("down")
+
+    router = make(paths=[("x", fails)], max_attempts=1)
+    with pytest.raises(ConnectionError):
+        router.run()
+    assert router.report(True) is False  # run() already reported the failure
+    assert router.report(True) is False
+    assert router.stats().duplicate_reports == 2
+    assert [o.success for o in sink.outcomes] == [False]
+    warnings = [r.getMessage() for r in caplog.records if "already reported" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "already reported by run()" in warnings[0]
+    assert "pass success_fn to judge results there, or report once" in warnings[0]
+    decision = router.decide()  # reported twice by the caller: another case, another warning
+    decision.report(True)
+    decision.report(True)
+    warnings = [r.getMessage() for r in caplog.records if "already reported" in r.getMessage()]
+    assert len(warnings) == 2
+    assert "already reported by report()" in warnings[1]
+    assert decision.reported_by == "report()"
+
+
+def test_ctrl_c_in_a_path_is_reported_as_cancelled_and_not_retried(
+    make: Any, sink: InMemorySink
+) -> None:
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    router = make(paths=[("x", interrupted), ("y", interrupted)])
+    with pytest.raises(KeyboardInterrupt):
+        router.run()
+    assert len(sink.decisions) == 1
+    assert [(o.success, o.failure_category) for o in sink.outcomes] == [(False, "cancelled")]
+
+
+def test_arun_cancelled_by_a_callers_timeout_is_reported_once(
+    make: Any, sink: InMemorySink
+) -> None:
+    async def hangs() -> None:
+        await asyncio.Event().wait()
+
+    router = make(paths=[("hangs", hangs), ("also", hangs)])
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(router.arun(), 0.05)  # runs it in a task of its own
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):  # cancels this task: the decision is current here
+                await router.arun()
+        assert router.report(True) is False  # the cancellation was the outcome
+
+    asyncio.run(main())
+    assert len(sink.decisions) == 2
+    assert [(o.success, o.failure_category) for o in sink.outcomes] == [(False, "cancelled")] * 2
+    assert router.stats().duplicate_reports == 1
 
 
 def test_run_judges_results_and_reraises_the_last_exception(make: Any, sink: InMemorySink) -> None:
@@ -472,7 +546,7 @@ def test_arun_awaits_async_paths(make: Any, sink: InMemorySink) -> None:
         exploration_rate=0.0,
     )
     assert asyncio.run(router.arun(4)) == 8
-    assert [o.success for o in sink.outcomes] == [False, True]
+    assert [o.success for o in sink.outcomes] == [False]  # 8 waits for the caller's verdict
 
 
 # -- lifecycle ---------------------------------------------------------------------------------
