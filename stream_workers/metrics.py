@@ -23,7 +23,11 @@ def render_metrics(join: JoinService, posterior: PosteriorService | None = None)
                 f'outroute_join_events_total{{goal="{_label(goal)}",kind="{kind}"}} {value}'
             )
     gauges = {
-        "outroute_join_partitions": ("Input partitions owned.", len(join.partitions)),
+        "outroute_join_partitions": ("Input partitions being joined.", len(join.partitions)),
+        "outroute_join_partitions_waiting": (
+            "Input partitions assigned but paused: their state could not be restored yet.",
+            len(join.waiting_partitions),
+        ),
         "outroute_join_pending_decisions": ("Decisions waiting for outcomes.", join.pending()),
     }
     counters = {
@@ -34,6 +38,10 @@ def render_metrics(join: JoinService, posterior: PosteriorService | None = None)
             join.checkpoint_errors,
         ),
         "outroute_join_send_errors_total": ("Failed sends (retried).", join.send_errors),
+        "outroute_join_restore_failures_total": (
+            "Partitions whose state could not be restored when assigned (retried).",
+            join.restore_failures,
+        ),
     }
     if posterior is not None:
         counters["outroute_snapshots_written_total"] = (

@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from mode import Service
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from schemas import DecisionEvent, JoinPosition, OutcomeEvent
 
@@ -46,6 +47,25 @@ _MAX_RECORDS: Final = 20_000
 #: of the slowest partition that still has input is paused, so that deltas of one goal from
 #: different partitions reach the detector roughly in event-time order.
 _MAX_SKEW: Final = 1.0
+
+
+class _Backoff:
+    """When to retry: 0.5 s after a failure, doubling to at most 10 s."""
+
+    def __init__(self) -> None:
+        self._delay = 0.0
+        self._at = 0.0
+
+    def due(self) -> bool:
+        return time.monotonic() >= self._at
+
+    def failed(self) -> None:
+        self._delay = min(10.0, max(0.5, self._delay * 2))
+        self._at = time.monotonic() + self._delay
+
+    def reset(self) -> None:
+        self._delay = 0.0
+        self._at = 0.0
 
 
 def config_from(settings: WorkerSettings) -> JoinConfig:
@@ -85,6 +105,11 @@ class JoinService(Service):
         self._keys_prefix = f"{settings.redis_key_prefix}:join:{settings.topic_prefix}"
         self._joins: dict[int, PartitionJoin] = {}
         self._paused: set[int] = set()
+        #: assigned partitions whose state could not be restored yet -> paused since
+        self._waiting: dict[int, float] = {}
+        #: counts partitions taken; the count when each partition was taken
+        self._generation = 0
+        self._taken_in: dict[int, int] = {}
         self._unsent: list[tuple[str, bytes | None, bytes]] = []
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
@@ -95,6 +120,7 @@ class JoinService(Service):
         self.checkpoints_written = 0
         self.checkpoint_errors = 0
         self.send_errors = 0
+        self.restore_failures = 0
         self.ready = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -136,35 +162,79 @@ class JoinService(Service):
         if consumer is None or self._redis is None:
             return
         async with self._lock:
+            todo = []
             for partition, topics in sorted(by_partition.items()):
-                if partition in self._joins:
+                if partition in self._joins or partition in self._waiting:
                     continue
                 if topics != {self._decisions, self._outcomes}:
                     log.error(
                         "partition %d of only %s assigned; decisions and outcomes must be "
-                        "co-partitioned and assigned together",
+                        "co-partitioned and assigned together (paused, not read)",
                         partition,
                         sorted(topics),
                     )
+                    consumer.pause(*(TopicPartition(t, partition) for t in topics))
                     continue
-                raw = await self._redis.get(self._key(partition))
-                join = self._restore(partition, raw)
-                self._joins[partition] = join
-                start_d, start_o = join.position.decisions, join.position.outcomes
-                consumer.seek(TopicPartition(self._decisions, partition), start_d)
-                consumer.seek(TopicPartition(self._outcomes, partition), start_o)
-                log.info(
-                    "partition %d: rebuilding from decisions %d, outcomes %d",
-                    partition,
-                    start_d,
-                    start_o,
-                )
+                todo.append(partition)
+            await self._restore_partitions(consumer, todo)
             # Move what is alive now (the framework's objects, these partitions' containers)
             # to the permanent generation: full collections then stop traversing join state
             # that holds millions of entries at high rates. They paused the worker for 0.1-0.2 s
             # every ~2 s at 25k events/s (measured); garbage is still freed by refcount.
             gc.freeze()
         self.ready.set()
+
+    def _tps(self, partition: int) -> list[TopicPartition]:
+        return [
+            TopicPartition(self._decisions, partition),
+            TopicPartition(self._outcomes, partition),
+        ]
+
+    async def _restore_partitions(self, consumer: AIOKafkaConsumer, partitions: list[int]) -> None:
+        """Rebuild assigned partitions from their checkpoints and seek to them. When a
+        checkpoint cannot be read (Redis away, a checkpoint that does not parse) that partition
+        and the ones after it are paused, never consumed and dropped, and the loop retries
+        them with backoff (one timeout per try, not one per partition)."""
+        for i, partition in enumerate(partitions):
+            try:
+                if self._redis is None:
+                    raise ConnectionError("the join service has not started")
+                join = self._restore(partition, await self._redis.get(self._key(partition)))
+            except (RedisError, OSError, ValueError, KeyError, TypeError) as exc:
+                for waiting in partitions[i:]:
+                    self._wait(consumer, waiting, exc)
+                return
+            self._start(consumer, partition, join)
+
+    def _wait(self, consumer: AIOKafkaConsumer, partition: int, exc: BaseException) -> None:
+        if partition in self._waiting:
+            return
+        consumer.pause(*self._tps(partition))
+        self._waiting[partition] = time.monotonic()
+        self.restore_failures += 1
+        log.warning(
+            "partition %d: cannot restore its join state (%s: %s); paused, retrying until "
+            "it can be read",
+            partition,
+            type(exc).__name__,
+            exc,
+        )
+
+    def _start(self, consumer: AIOKafkaConsumer, partition: int, join: PartitionJoin) -> None:
+        self._generation += 1
+        self._taken_in[partition] = self._generation
+        self._joins[partition] = join
+        start_d, start_o = join.position.decisions, join.position.outcomes
+        for tp, offset in zip(self._tps(partition), (start_d, start_o), strict=True):
+            consumer.seek(tp, offset)
+        waited_since = self._waiting.pop(partition, None)
+        if waited_since is not None:
+            consumer.resume(*self._tps(partition))
+            waited = time.monotonic() - waited_since
+            log.warning("partition %d: restored after %.1f s paused", partition, waited)
+        log.info(
+            "partition %d: rebuilding from decisions %d, outcomes %d", partition, start_d, start_o
+        )
 
     def _restore(self, partition: int, raw: bytes | str | None) -> PartitionJoin:
         if raw is None:
@@ -188,7 +258,9 @@ class JoinService(Service):
             released = []
             for partition in sorted(partitions):
                 self._paused.discard(partition)
+                self._waiting.pop(partition, None)
                 join = self._joins.pop(partition, None)
+                self._taken_in.pop(partition, None)
                 if join is not None:
                     self._absorb(join)
                     released.append(partition)
@@ -208,13 +280,32 @@ class JoinService(Service):
             return
         interval = self.settings.flush_interval
         next_flush = time.monotonic() + interval
+        retry = _Backoff()
         while not self.should_stop:
+            generation = self._generation
             batch = await consumer.getmany(timeout_ms=int(interval * 500), max_records=_MAX_RECORDS)
             async with self._lock:
                 for tp, messages in batch.items():
                     join = self._joins.get(tp.partition)
-                    if join is not None:
-                        self._process(join, tp.topic, messages)
+                    if join is None:
+                        continue
+                    if self._taken_in[tp.partition] > generation:
+                        # Taken (and sought to its checkpoint) by a rebalance while this batch
+                        # was fetched: its records may come from before that seek, and read
+                        # as they are they would move the position backwards. Read them again.
+                        start = join.position
+                        decisions = tp.topic == self._decisions
+                        consumer.seek(tp, start.decisions if decisions else start.outcomes)
+                        continue
+                    self._process(join, tp.topic, messages)
+                # After the batch: it may hold records of a waiting partition fetched before
+                # it was paused, from a position its checkpoint does not start at.
+                if self._waiting and retry.due():
+                    await self._restore_partitions(consumer, sorted(self._waiting))
+                    if self._waiting:
+                        retry.failed()
+                    else:
+                        retry.reset()
                 self._balance(consumer)
                 now = time.monotonic()
                 if now >= next_flush:
@@ -362,7 +453,13 @@ class JoinService(Service):
 
     @property
     def partitions(self) -> list[int]:
+        """Partitions being joined."""
         return sorted(self._joins)
+
+    @property
+    def waiting_partitions(self) -> list[int]:
+        """Partitions assigned to this worker whose state could not be restored yet (paused)."""
+        return sorted(self._waiting)
 
     def pending(self) -> int:
         return sum(j.pending for j in self._joins.values())

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
+import signal
 import threading
 import time
 from datetime import timedelta
@@ -13,9 +16,11 @@ import httpx
 import pytest
 import redis
 from confluent_kafka.admin import AdminClient, NewTopic
+from pydantic import SecretStr
 
 from schemas import Topics
 from stream_workers import WorkerSettings
+from stream_workers.localstack import start_redis_server
 
 from _pipeline import DeltaReader, Worker, produce_scenario
 from _support import read_topic, wait_until
@@ -221,3 +226,59 @@ def test_lost_checkpoints_replay_everything_and_nothing_counts_twice(
     assert reader.raw_items == 2 * total
     assert reader.joined == expected.joined
     assert reader.reward == expected.reward
+
+
+@pytest.mark.both_brokers
+def test_a_worker_joining_while_redis_hangs_waits_and_totals_stay_exact(
+    settings: WorkerSettings, topics: Topics, workers: list[Worker], tmp_path: Path
+) -> None:
+    private = start_redis_server()  # a Redis of its own, to hang and resume
+    local = settings.model_copy(update={"redis_url": SecretStr(private.url)})
+    expected_holder: list = []
+    producer = threading.Thread(
+        target=lambda: expected_holder.append(produce_scenario(local, 8000, seed=11, rate=500)),
+        daemon=True,
+    )
+    producer.start()
+    reader = DeltaReader(local)
+    paused = False
+    try:
+        first = Worker(local, tmp_path, metrics=True)
+        workers.append(first)
+        wait_until(lambda: caught_up(first), timeout=30, what="the first worker to consume")
+        os.kill(private.pid, signal.SIGSTOP)  # every Redis call now times out
+        paused = True
+        second = Worker(local, tmp_path, metrics=True)  # its arrival moves partitions
+        workers.append(second)
+
+        def waiting() -> float:
+            for worker in (first, second):
+                if worker.process.poll() is not None:
+                    pytest.fail(f"worker exited:\n{worker.log()[-4000:]}")
+            total = 0.0
+            for worker in (first, second):
+                with contextlib.suppress(httpx.HTTPError):  # its web server is not up yet
+                    total += worker.metrics().get("outroute_join_partitions_waiting", 0.0)
+            return total
+
+        wait_until(waiting, timeout=60, what="a partition paused for its state")
+        os.kill(private.pid, signal.SIGCONT)
+        paused = False
+        producer.join(60)
+        expected = expected_holder[0]
+        drain_until_total(reader, sum(expected.joined.values()), 90, running=[first, second])
+        wait_until(lambda: waiting() == 0, timeout=30, what="every partition restored")
+        joined = [w.metrics()["outroute_join_partitions"] for w in (first, second)]
+        logs = first.log() + second.log()
+    finally:
+        if paused:
+            os.kill(private.pid, signal.SIGCONT)
+        reader.close()
+        for worker in workers:
+            worker.stop()
+        private.stop()
+    assert reader.joined == expected.joined, "lost or double-counted outcomes"
+    assert reader.reward == expected.reward
+    assert sum(joined) == 4
+    assert "cannot restore its join state" in logs
+    assert "restored after" in logs
