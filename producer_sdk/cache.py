@@ -132,6 +132,7 @@ class PolicyCache:
         self._errors = 0
         self._invalid = 0
         self._failing = False
+        self._vanished = False
 
     @property
     def started(self) -> bool:
@@ -164,6 +165,8 @@ class PolicyCache:
 
     @property
     def stale(self) -> bool:
+        if self._vanished:
+            return True
         last = self._last_ok
         if last is None:
             return False
@@ -187,6 +190,17 @@ class PolicyCache:
         current = self.current
         if current.loaded and raw == current.raw and time.monotonic() < current.fetched_at + 60:
             return False  # unchanged (recompiled once a minute so path staleness stays true)
+        if raw is None and current.raw is not None:
+            # The key is gone (a Redis restarted empty, a flush): what was learned is not.
+            if not self._vanished:
+                self._vanished = True
+                log.warning(
+                    "the policy snapshot of goal %r is gone from Redis; deciding with the last "
+                    "one (marked stale) until the workers write it again",
+                    self.goal,
+                )
+            return False
+        self._vanished = False
         snapshot = None
         if raw is not None:
             try:

@@ -227,6 +227,25 @@ def test_new_snapshot_is_picked_up(make: Any) -> None:
     assert (decision.path, decision.policy_version) == ("b", 2)
 
 
+def test_a_snapshot_gone_from_redis_leaves_the_last_policy_in_use_marked_stale(
+    make: Any,
+) -> None:
+    source = StaticSnapshotSource(snapshot(3, a=stats(10, 990, 1000), b=stats(990, 10, 1000)))
+    router = make(paths=["a", "b"], source=source, exploration_rate=0.0)
+    assert (router.decide().path, router.get_policy().stale) == ("b", False)
+    source.set(None)  # Redis restarted empty
+    deadline = time.monotonic() + 5
+    while not router.get_policy().stale and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert router.get_policy().stale
+    decisions = [router.decide() for _ in range(50)]
+    assert {(d.path, d.reason, d.policy_version) for d in decisions} == {("b", "exploit", 3)}
+    source.set(snapshot(4, a=stats(10, 990, 1000), b=stats(990, 10, 1000)))
+    while router.get_policy().version != 4 and time.monotonic() < deadline + 5:
+        time.sleep(0.01)
+    assert (router.get_policy().version, router.get_policy().stale) == (4, False)
+
+
 def test_snapshot_of_another_goal_or_invalid_is_ignored(make: Any) -> None:
     class Raw:
         def __init__(self, raw: bytes) -> None:
