@@ -7,11 +7,14 @@ Topics (``P`` is the topic prefix, ``N`` the configured partition count)::
     P.path-deltas   key goal       N partitions   PathDelta, from the join stage
     P.alerts        key goal       1 partition    DegradationAlert, for ops (total order)
     P.dead-letter   key source key 1 partition    malformed input with the reason
+    P.posterior-state key goal     N partitions   the posterior stage's state, compacted
 
 ``decisions`` and ``outcomes`` MUST have the same partition count and the same key so that a
 trace's decision and outcome land in the same partition number: the join is then local to a
-partition. Producers hash keys with ``murmur2`` (``PARTITIONER``), the hash of the Java client,
-aiokafka and Faust, so every client agrees on the partition of a key.
+partition. ``posterior-state`` has the partition count of ``path-deltas``: a goal's state is
+written to the partition its deltas travel in. Producers hash keys with ``murmur2``
+(``PARTITIONER``), the hash of the Java client, aiokafka and Faust, so every client agrees on
+the partition of a key.
 
 Redis keys (``R`` is the Redis key prefix)::
 
@@ -68,6 +71,7 @@ class Topics:
         "outcomes",
         "partitions",
         "path_deltas",
+        "posterior_state",
         "prefix",
     )
 
@@ -90,9 +94,30 @@ class Topics:
         self.dead_letter = TopicSpec(
             f"{prefix}.dead-letter", "source key", 1, "malformed input with the reason"
         )
+        self.posterior_state = TopicSpec(
+            f"{prefix}.posterior-state",
+            "goal",
+            partitions,
+            "posterior state per goal, compacted: what was learned, if Redis loses it",
+            # Compaction only cleans closed segments: small ones keep what a worker reads back
+            # on assignment close to one record per goal.
+            {
+                "cleanup.policy": "compact",
+                "segment.bytes": str(16 * 1024 * 1024),
+                "segment.ms": str(3600 * 1000),
+                "min.cleanable.dirty.ratio": "0.25",
+            },
+        )
 
     def __iter__(self) -> Iterator[TopicSpec]:
-        yield from (self.decisions, self.outcomes, self.path_deltas, self.alerts, self.dead_letter)
+        yield from (
+            self.decisions,
+            self.outcomes,
+            self.path_deltas,
+            self.alerts,
+            self.dead_letter,
+            self.posterior_state,
+        )
 
     def __repr__(self) -> str:
         return f"Topics(prefix={self.prefix!r}, partitions={self.partitions})"

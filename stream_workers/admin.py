@@ -162,8 +162,25 @@ def verify_join_topics(settings: WorkerSettings, *, timeout: float = 10.0) -> in
     topics = settings.topics()
     counts = _partition_counts(
         _admin(settings),
-        [topics.decisions.name, topics.outcomes.name],
+        [t.name for t in (topics.decisions, topics.outcomes)]
+        + [t.name for t in (topics.path_deltas, topics.posterior_state)],
         timeout,
         settings.bootstrap_servers,
     )
-    return check_copartitioned(counts, topics)
+    partitions = check_copartitioned(counts, topics)
+    deltas, state = counts[topics.path_deltas.name], counts[topics.posterior_state.name]
+    stages = (topics.path_deltas.name, topics.posterior_state.name)
+    missing = [name for name in stages if counts[name] is None]
+    if missing:
+        raise TopicLayoutError(
+            f"topic(s) {', '.join(missing)} do not exist; run `outroute topics create` "
+            "(it creates the missing ones and leaves the others as they are)"
+        )
+    if deltas != state:
+        raise TopicLayoutError(
+            f"{topics.path_deltas.name} has {deltas} partitions but "
+            f"{topics.posterior_state.name} has {state}: the posterior stage writes a goal's "
+            "state to the partition its deltas travel in, so they must be equal (see "
+            "docs/deploy.md)."
+        )
+    return partitions

@@ -44,12 +44,36 @@ def render_metrics(join: JoinService, posterior: PosteriorService | None = None)
         ),
     }
     if posterior is not None:
+        gauges["outroute_posterior_partitions"] = (
+            "Path-deltas partitions whose goals are held and updated.",
+            len(posterior.partitions),
+        )
+        gauges["outroute_posterior_partitions_waiting"] = (
+            "Path-deltas partitions assigned but paused: their goals are not read back yet.",
+            len(posterior.waiting_partitions),
+        )
+        counters["outroute_posterior_states_written_total"] = (
+            "Goal states acknowledged by the posterior-state topic.",
+            posterior.states_written,
+        )
+        counters["outroute_posterior_state_errors_total"] = (
+            "Failed alert or goal state sends (retried).",
+            posterior.state_errors,
+        )
+        counters["outroute_posterior_restore_failures_total"] = (
+            "Failed reads of assigned partitions' goals from the posterior-state topic (retried).",
+            posterior.restore_failures,
+        )
+        counters["outroute_redis_rewrites_total"] = (
+            "Times Redis was found without the snapshots of owned partitions and given them again.",
+            posterior.redis_rewrites,
+        )
         counters["outroute_snapshots_written_total"] = (
             "Policy snapshots written to Redis.",
             posterior.snapshots_written,
         )
         counters["outroute_publish_errors_total"] = (
-            "Failed snapshot or alert writes (retried).",
+            "Failed snapshot or alert list writes to Redis (retried).",
             posterior.publish_errors,
         )
         counters["outroute_invalid_deltas_total"] = (

@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 
 from schemas import DecisionEvent, JoinPosition, OutcomeEvent
 
-from ..kafka import close_clients, group_consumer, redis_client, start_producer
+from ..kafka import Backoff, close_clients, group_consumer, redis_client, start_producer
 from ..settings import WorkerSettings
 from .deltas import build_deltas
 from .state import COUNTERS, JoinConfig, PartitionJoin
@@ -47,25 +47,6 @@ _MAX_RECORDS: Final = 20_000
 #: of the slowest partition that still has input is paused, so that deltas of one goal from
 #: different partitions reach the detector roughly in event-time order.
 _MAX_SKEW: Final = 1.0
-
-
-class _Backoff:
-    """When to retry: 0.5 s after a failure, doubling to at most 10 s."""
-
-    def __init__(self) -> None:
-        self._delay = 0.0
-        self._at = 0.0
-
-    def due(self) -> bool:
-        return time.monotonic() >= self._at
-
-    def failed(self) -> None:
-        self._delay = min(10.0, max(0.5, self._delay * 2))
-        self._at = time.monotonic() + self._delay
-
-    def reset(self) -> None:
-        self._delay = 0.0
-        self._at = 0.0
 
 
 def config_from(settings: WorkerSettings) -> JoinConfig:
@@ -280,7 +261,7 @@ class JoinService(Service):
             return
         interval = self.settings.flush_interval
         next_flush = time.monotonic() + interval
-        retry = _Backoff()
+        retry = Backoff()
         while not self.should_stop:
             generation = self._generation
             batch = await consumer.getmany(timeout_ms=int(interval * 500), max_records=_MAX_RECORDS)

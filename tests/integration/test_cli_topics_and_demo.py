@@ -38,6 +38,7 @@ def test_topics_create_is_idempotent(settings: WorkerSettings, prefix: str) -> N
         f"{prefix}.path-deltas": (3, "created"),
         f"{prefix}.alerts": (1, "created"),
         f"{prefix}.dead-letter": (1, "created"),
+        f"{prefix}.posterior-state": (3, "created"),
     }
     again = outroute("topics", "create", *flags, "--partitions", "3", "--json")
     assert again.returncode == 0, again.stderr
@@ -51,6 +52,7 @@ def test_topics_create_is_idempotent(settings: WorkerSettings, prefix: str) -> N
         3,
         1,
         1,
+        3,
     ]
     table = outroute("topics", "describe", *flags)
     assert f"{prefix}.decisions" in table.stdout

@@ -18,7 +18,9 @@ def test_topic_names_keys_and_partitions() -> None:
         "acme.path-deltas": ("goal", 6),
         "acme.alerts": ("goal", 1),
         "acme.dead-letter": ("source key", 1),
+        "acme.posterior-state": ("goal", 6),
     }
+    assert topics.posterior_state.config["cleanup.policy"] == "compact"
 
 
 @pytest.mark.parametrize("prefix", ["", "has space", "-x", "a" * 101, "é"])
