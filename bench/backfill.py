@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from stream_workers import EmbeddedBroker, WorkerSettings, create_topics  # noqa: E402
-from stream_workers.backfill import (  # noqa: E402
+from stream_workers.ops.backfill import (  # noqa: E402
     backfill,
     encode_row,
     producer_config,

@@ -23,8 +23,8 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stream_workers.posterior import BetaDropDetector  # noqa: E402
-from stream_workers.simulation import bernoulli_stream as stream  # noqa: E402
+from stream_workers.local.simulation import bernoulli_stream as stream  # noqa: E402
+from stream_workers.pipeline.posterior import BetaDropDetector  # noqa: E402
 
 WINDOW, MIN_DROP, BEFORE = 50, 0.1, 400
 

@@ -1,5 +1,5 @@
 """Routing benchmark: outroute through the real pipeline next to reference policies, on the
-same seeded scenarios (stream_workers/scenarios.py).
+same seeded scenarios (bench/scenarios.py).
 
     .venv/bin/python bench/routing.py                      # 6 scenarios x 5 seeds, ~3.5 min
     .venv/bin/python bench/routing.py --seeds 2 --requests 4000 --scenarios sudden,recovery
@@ -39,12 +39,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from producer_sdk import CacheOptions, EmitterOptions, KafkaEventSink, Router  # noqa: E402
-from schemas import Topics  # noqa: E402
-from stream_workers import WorkerSettings, create_topics  # noqa: E402
-from stream_workers.kafka import sync_redis  # noqa: E402
-from stream_workers.localstack import LocalStack, start_worker  # noqa: E402
-from stream_workers.scenarios import (  # noqa: E402
+from bench.scenarios import (  # noqa: E402
     SCENARIOS,
     Oracle,
     PlainThompson,
@@ -56,6 +51,11 @@ from stream_workers.scenarios import (  # noqa: E402
     requests_until_share,
     run_reference,
 )
+from producer_sdk import CacheOptions, EmitterOptions, KafkaEventSink, Router  # noqa: E402
+from schemas import Topics  # noqa: E402
+from stream_workers import WorkerSettings, create_topics  # noqa: E402
+from stream_workers.clients import sync_redis  # noqa: E402
+from stream_workers.local.stack import LocalStack, start_worker  # noqa: E402
 
 POLICIES = ("outroute", "chain (exceptions)", "chain (+ check)", "plain Thompson", "oracle")
 LEAVE_BELOW, RETURN_AT, WINDOW = 0.2, 0.5, 100

@@ -42,7 +42,7 @@ from producer_sdk.testing import NullSink, StaticSnapshotSource
 from schemas import PARTITIONER, PathStats, PolicySnapshot, RedisKeys
 from schemas.settings import DEFAULT_REDIS_URL
 from stream_workers import EmbeddedBroker, WorkerSettings, create_topics, find_or_start_redis
-from stream_workers.localstack import free_port
+from stream_workers.local.stack import free_port
 
 
 def snapshot(paths: list[str]) -> PolicySnapshot:

@@ -20,8 +20,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from schemas import PARTITIONER, DecisionEvent, OutcomeEvent, PathDelta, PolicySnapshot
 from stream_workers import WorkerSettings
-from stream_workers.frontier import FrontierSet
-from stream_workers.localstack import free_port
+from stream_workers.local.stack import free_port
+from stream_workers.pipeline.posterior.frontier import FrontierSet
 
 GOALS = {"summarize": ["a", "b", "c"], "classify": ["x", "y"]}
 

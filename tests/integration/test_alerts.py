@@ -21,7 +21,7 @@ from confluent_kafka import Producer
 
 from schemas import DegradationAlert
 from stream_workers import WorkerSettings
-from stream_workers.alerts import SIGNATURE_HEADER, WebhookOptions, forward_alerts
+from stream_workers.ops.alerts import SIGNATURE_HEADER, WebhookOptions, forward_alerts
 
 from _support import wait_until
 

@@ -22,8 +22,8 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 from confluent_kafka.cimpl import NewTopic
 
 from stream_workers import KAFKA_VERSION, ApacheKafka, LocalStackError
-from stream_workers.apache_kafka import resolve_kafka_jars
-from stream_workers.localstack import _port_open
+from stream_workers.local.apache_kafka import resolve_kafka_jars
+from stream_workers.local.stack import _port_open
 
 from _support import read_topic, wait_until
 

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream_workers import TopicLayoutError, WorkerSettings, create_topics, verify_join_topics
-from stream_workers.localstack import _port_open, free_port
+from stream_workers.local.stack import _port_open, free_port
 
 from _support import wait_until
 

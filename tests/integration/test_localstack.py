@@ -14,7 +14,7 @@ import redis
 from confluent_kafka.admin import AdminClient
 
 from stream_workers import EmbeddedBroker, LocalStackError, find_or_start_redis
-from stream_workers.localstack import _port_open, free_port, redis_server_binary
+from stream_workers.local.stack import _port_open, free_port, redis_server_binary
 
 from _support import wait_until
 

@@ -18,8 +18,8 @@ from schemas import (
     Topics,
 )
 from stream_workers import WorkerSettings
-from stream_workers.localstack import start_redis_server
-from stream_workers.posterior import DecayedBeta
+from stream_workers.local.stack import start_redis_server
+from stream_workers.pipeline.posterior import DecayedBeta
 
 from _pipeline import Worker, produce, snapshot
 from _support import read_topic, wait_until

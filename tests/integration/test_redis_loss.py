@@ -27,8 +27,8 @@ from producer_sdk import Router
 from producer_sdk.testing import InMemorySink
 from schemas import JoinPosition, PathDelta, PolicySnapshot, Topics
 from stream_workers import WorkerSettings
-from stream_workers.localstack import LocalRedis, start_redis_server
-from stream_workers.posterior.state import GoalState, PosteriorConfig
+from stream_workers.local.stack import LocalRedis, start_redis_server
+from stream_workers.pipeline.posterior.state import GoalState, PosteriorConfig
 
 from _pipeline import Worker, produce, snapshot
 from _support import read_topic, wait_until

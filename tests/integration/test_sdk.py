@@ -21,7 +21,7 @@ from producer_sdk import CacheOptions, EmitterOptions, KafkaEventSink, Router
 from producer_sdk.testing import StaticSnapshotSource
 from schemas import DecisionEvent, OutcomeEvent, PathStats, PolicySnapshot, Topics
 from stream_workers import EmbeddedBroker, WorkerSettings, create_topics
-from stream_workers.localstack import free_port, start_redis_server
+from stream_workers.local.stack import free_port, start_redis_server
 
 from _support import read_topic, wait_until
 

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from schemas import Topics
 from stream_workers import WorkerSettings
-from stream_workers.localstack import start_redis_server
+from stream_workers.local.stack import start_redis_server
 
 from _pipeline import DeltaReader, Worker, produce_scenario
 from _support import read_topic, wait_until

@@ -8,9 +8,9 @@ import random
 import pytest
 
 from schemas import JoinPosition, PolicySnapshot
-from stream_workers.join import Item, build_deltas
-from stream_workers.posterior import DecayedBeta
-from stream_workers.posterior.state import GoalState, PosteriorConfig
+from stream_workers.pipeline.join import Item, build_deltas
+from stream_workers.pipeline.posterior import DecayedBeta
+from stream_workers.pipeline.posterior.state import GoalState, PosteriorConfig
 
 DAY = 86400.0
 

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from schemas import DecisionEvent, JoinPosition, OutcomeEvent, PathDelta
-from stream_workers.frontier import FrontierSet
-from stream_workers.join import JoinConfig, PartitionJoin, build_deltas
+from stream_workers.pipeline.join import JoinConfig, PartitionJoin, build_deltas
+from stream_workers.pipeline.posterior.frontier import FrontierSet
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NO_EXPIRY = JoinConfig(outcome_window=1e9, orphan_grace=1e9, duplicate_horizon=1e9)

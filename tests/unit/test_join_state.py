@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from schemas import DecisionEvent, OutcomeEvent
-from stream_workers.join import JoinConfig, PartitionJoin, build_deltas
+from stream_workers.pipeline.join import JoinConfig, PartitionJoin, build_deltas
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -8,7 +8,8 @@ import statistics
 
 import pytest
 
-from stream_workers.posterior import (
+from stream_workers.local.simulation import bernoulli_stream as stream
+from stream_workers.pipeline.posterior import (
     BetaDropDetector,
     DecayedBeta,
     NoopDetector,
@@ -16,7 +17,6 @@ from stream_workers.posterior import (
     prob_below,
     prob_below_at_most,
 )
-from stream_workers.simulation import bernoulli_stream as stream
 
 DAY = 24 * 3600.0
 

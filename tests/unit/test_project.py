@@ -17,6 +17,9 @@ import yaml
 import producer_sdk
 import schemas
 import stream_workers
+import stream_workers.local
+import stream_workers.ops
+import stream_workers.pipeline
 from schemas import DecisionEvent, OutcomeEvent
 from stream_workers.cli import build_parser, main
 
@@ -54,9 +57,23 @@ def _assert_all_is_sorted_and_real(module: Any) -> None:
         assert hasattr(module, name), f"{module.__name__}.{name} is exported but missing"
 
 
-@pytest.mark.parametrize("module", [schemas, stream_workers, producer_sdk])
+PACKAGES = [schemas, producer_sdk, stream_workers, stream_workers.local, stream_workers.ops]
+PACKAGES += [stream_workers.pipeline]
+
+
+@pytest.mark.parametrize("module", PACKAGES, ids=lambda m: m.__name__)
 def test_public_names(module: Any) -> None:
     _assert_all_is_sorted_and_real(module)
+
+
+def test_no_module_outgrows_one_concept() -> None:
+    """A module past ~500 lines is split by concept (the layout in docs/architecture.md)."""
+    sizes = {
+        path.relative_to(ROOT): len(path.read_text().splitlines())
+        for package in ("schemas", "producer_sdk", "stream_workers", "bench")
+        for path in (ROOT / package).rglob("*.py")
+    }
+    assert {path: n for path, n in sizes.items() if n > 520} == {}
 
 
 COMMANDS = [[], ["demo"], ["topics"], ["topics", "create"], ["topics", "describe"], ["schemas"]]

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from stream_workers.scenarios import (
+from bench.scenarios import (
     SCENARIOS,
     Oracle,
     PlainThompson,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream_workers.simulation import PATHS, Tally, World, fallback_chain
+from stream_workers.local.simulation import PATHS, Tally, World, fallback_chain
 
 
 def test_phases_split_the_run_and_only_the_first_path_degrades() -> None:

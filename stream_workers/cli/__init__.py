@@ -24,12 +24,16 @@ from rich.console import Console
 from rich.table import Table
 
 from schemas import OutrouteError, export_json_schemas
-
-from .admin import TopicStatus, check_copartitioned, create_topics, describe_topics
-from .apache_kafka import KAFKA_VERSION
-from .errors import WorkerError
-from .localstack import BROKER_KINDS
-from .settings import WorkerSettings
+from stream_workers.errors import WorkerError
+from stream_workers.local.apache_kafka import KAFKA_VERSION
+from stream_workers.local.stack import BROKER_KINDS
+from stream_workers.ops.topics import (
+    TopicStatus,
+    check_copartitioned,
+    create_topics,
+    describe_topics,
+)
+from stream_workers.settings import WorkerSettings
 
 __all__ = ["build_parser", "main"]
 
@@ -164,13 +168,13 @@ def _cmd_schemas_export(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace, console: Console) -> int:
-    from .worker import run_worker
+    from stream_workers.pipeline.worker import run_worker
 
     run_worker(_settings(args), loglevel=args.loglevel)
 
 
 def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
-    from .demo import run_demo
+    from stream_workers.local.demo import run_demo
 
     return run_demo(
         console,
@@ -226,7 +230,7 @@ def _until_interrupted(run: Callable[[threading.Event], object]) -> None:
 
 
 def _cmd_alerts_tail(args: argparse.Namespace, console: Console) -> int:
-    from .alerts import tail_alerts
+    from stream_workers.ops.alerts import tail_alerts
 
     settings = _settings(args)
     _require_topics(settings, args.timeout, settings.topics().alerts.name)
@@ -249,7 +253,7 @@ def _origin(url: str) -> str:
 
 
 def _cmd_alerts_forward(args: argparse.Namespace, console: Console) -> int:
-    from .alerts import WebhookOptions, forward_alerts
+    from stream_workers.ops.alerts import WebhookOptions, forward_alerts
 
     settings = _settings(args)
     url = args.webhook or settings.alerts_webhook_url  # compose passes "" when unset
@@ -281,7 +285,7 @@ def _cmd_alerts_forward(args: argparse.Namespace, console: Console) -> int:
 def _cmd_backfill(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-    from .backfill import backfill
+    from stream_workers.ops.backfill import backfill
 
     settings = _settings(args)
     path: Path = args.file
@@ -348,7 +352,7 @@ def _cmd_backfill(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_policy(args: argparse.Namespace, console: Console) -> int:
-    from .policy_view import load_snapshots, print_policies
+    from stream_workers.ops.policy_view import load_snapshots, print_policies
 
     snapshots, problems = load_snapshots(_settings(args), args.goal)
     print_policies(snapshots, console, as_json=args.json)
@@ -360,7 +364,7 @@ def _cmd_policy(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_goals(args: argparse.Namespace, console: Console) -> int:
-    from .policy_view import list_goals
+    from stream_workers.ops.policy_view import list_goals
 
     for goal in list_goals(_settings(args)):
         print(json.dumps({"goal": goal}) if args.json else goal)

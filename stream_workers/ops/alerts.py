@@ -27,8 +27,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaExcepti
 from pydantic import ValidationError
 
 from schemas import DegradationAlert
-
-from .settings import WorkerSettings
+from stream_workers.settings import WorkerSettings
 
 __all__ = [
     "SIGNATURE_HEADER",

@@ -31,11 +31,16 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from schemas import DecisionEvent, JoinPosition, OutcomeEvent
-
-from ..kafka import Backoff, close_clients, group_consumer, redis_client, start_producer
-from ..settings import WorkerSettings
-from .deltas import build_deltas
-from .state import COUNTERS, JoinConfig, PartitionJoin
+from stream_workers.clients import (
+    Backoff,
+    close_clients,
+    group_consumer,
+    redis_client,
+    start_producer,
+)
+from stream_workers.pipeline.join.deltas import build_deltas
+from stream_workers.pipeline.join.state import COUNTERS, JoinConfig, PartitionJoin
+from stream_workers.settings import WorkerSettings
 
 __all__ = ["JoinService"]
 

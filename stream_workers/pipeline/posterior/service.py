@@ -34,11 +34,16 @@ from pydantic import ValidationError
 from pydantic_core import from_json, to_json
 
 from schemas import DegradationAlert, PathDelta
-
-from ..kafka import Backoff, close_clients, group_consumer, redis_client, start_producer
-from ..settings import WorkerSettings
-from .changelog import StateLog, StateLogError
-from .state import GoalState, PosteriorConfig
+from stream_workers.clients import (
+    Backoff,
+    close_clients,
+    group_consumer,
+    redis_client,
+    start_producer,
+)
+from stream_workers.pipeline.posterior.changelog import StateLog, StateLogError
+from stream_workers.pipeline.posterior.state import GoalState, PosteriorConfig
+from stream_workers.settings import WorkerSettings
 
 __all__ = ["PosteriorService"]
 

@@ -9,9 +9,9 @@ from typing import NoReturn
 
 import faust
 
-from .admin import verify_join_topics
-from .app import create_app
-from .settings import WorkerSettings
+from stream_workers.ops.topics import verify_join_topics
+from stream_workers.pipeline.app import create_app
+from stream_workers.settings import WorkerSettings
 
 __all__ = ["run_worker"]
 

@@ -21,8 +21,8 @@ from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from ..kafka import aiokafka_options
-from ..settings import WorkerSettings
+from stream_workers.clients import aiokafka_options
+from stream_workers.settings import WorkerSettings
 
 __all__ = ["BARRIER_KEY", "StateLog", "StateLogError"]
 

@@ -15,10 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas import DegradationAlert, PathDelta, PathStats, PathStatus, PolicySnapshot
-
-from ..frontier import FrontierSet
-from .beta import DecayedBeta
-from .detector import BetaDropDetector, Transition
+from stream_workers.pipeline.posterior.beta import DecayedBeta
+from stream_workers.pipeline.posterior.detector import BetaDropDetector, Transition
+from stream_workers.pipeline.posterior.frontier import FrontierSet
 
 __all__ = ["GoalState", "PosteriorConfig"]
 

@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from .beta import DecayedBeta, prob_below, prob_below_at_most
+from stream_workers.pipeline.posterior.beta import DecayedBeta, prob_below, prob_below_at_most
 
 __all__ = ["BetaDropDetector", "Detector", "NoopDetector", "Transition"]
 

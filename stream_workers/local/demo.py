@@ -14,11 +14,10 @@ from rich.console import Console
 from rich.table import Table
 
 from schemas import redact_url
-
-from .admin import TopicStatus, create_topics
-from .apache_kafka import KAFKA_VERSION
-from .localstack import LocalStack
-from .settings import WorkerSettings
+from stream_workers.local.apache_kafka import KAFKA_VERSION
+from stream_workers.local.stack import LocalStack
+from stream_workers.ops.topics import TopicStatus, create_topics
+from stream_workers.settings import WorkerSettings
 
 __all__ = ["run_demo"]
 
@@ -85,7 +84,7 @@ def run_demo(
                 console.print(f"local stack ready; press Ctrl-C to stop{until}", highlight=False)
                 stop.wait(duration)
             else:
-                from .demo_run import simulate
+                from stream_workers.local.demo_run import simulate
 
                 simulate(
                     console,

@@ -29,12 +29,11 @@ from typing import IO, TYPE_CHECKING, Final, Self
 
 from schemas import redact_url
 from schemas.settings import DEFAULT_REDIS_URL
-
-from .errors import LocalStackError
+from stream_workers.errors import LocalStackError
 
 if TYPE_CHECKING:
-    from .apache_kafka import ApacheKafka
-    from .settings import WorkerSettings
+    from stream_workers.local.apache_kafka import ApacheKafka
+    from stream_workers.settings import WorkerSettings
 
 __all__ = [
     "BROKER_KINDS",
@@ -424,7 +423,7 @@ class LocalStack(_Service):
         self.broker_kind = broker
         self.broker: EmbeddedBroker | ApacheKafka
         if broker == "kafka":
-            from .apache_kafka import ApacheKafka
+            from stream_workers.local.apache_kafka import ApacheKafka
 
             self.broker = ApacheKafka(broker_port)
         else:

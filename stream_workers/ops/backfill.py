@@ -57,10 +57,9 @@ from typing_extensions import TypedDict  # pydantic needs this one before Python
 from schemas import PARTITIONER
 from schemas._types import Identifier, NonNegativeFinite, Probability
 from schemas.events import FailureCategory
-
-from .errors import WorkerError
-from .kafka import sync_redis
-from .settings import WorkerSettings
+from stream_workers.clients import sync_redis
+from stream_workers.errors import WorkerError
+from stream_workers.settings import WorkerSettings
 
 __all__ = [
     "ROW",

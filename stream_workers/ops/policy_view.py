@@ -12,10 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from schemas import PolicySnapshot
-
-from .kafka import sync_redis
-from .posterior.beta import beta_cdf
-from .settings import WorkerSettings
+from stream_workers.clients import sync_redis
+from stream_workers.pipeline.posterior.beta import beta_cdf
+from stream_workers.settings import WorkerSettings
 
 __all__ = ["beta_interval", "list_goals", "load_snapshots", "print_policies", "snapshot_rows"]
 

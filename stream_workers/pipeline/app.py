@@ -7,11 +7,11 @@ from typing import Any
 
 import faust
 
-from .join.service import JoinService
-from .kafka import faust_broker_credentials
-from .metrics import render_metrics
-from .posterior.service import PosteriorService
-from .settings import WorkerSettings
+from stream_workers.clients import faust_broker_credentials
+from stream_workers.pipeline.join.service import JoinService
+from stream_workers.pipeline.metrics import render_metrics
+from stream_workers.pipeline.posterior.service import PosteriorService
+from stream_workers.settings import WorkerSettings
 
 __all__ = ["create_app"]
 

@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 
 from schemas import JoinPosition, PathDelta
 from schemas.internal import MAX_ITEMS
-
-from .state import Item
+from stream_workers.pipeline.join.state import Item
 
 __all__ = ["build_deltas"]
 

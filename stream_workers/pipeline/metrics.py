@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .join.service import JoinService
-from .posterior.service import PosteriorService
+from stream_workers.pipeline.join.service import JoinService
+from stream_workers.pipeline.posterior.service import PosteriorService
 
 __all__ = ["render_metrics"]
 

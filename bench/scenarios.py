@@ -344,7 +344,7 @@ def requests_until_share(
 
 def _t_quantile(p: float, df: int) -> float:
     """Student's t quantile by bisection on its CDF (df >= 1), to 1e-9."""
-    from .posterior import beta_cdf
+    from stream_workers.pipeline.posterior import beta_cdf
 
     def cdf(t: float) -> float:
         tail = 0.5 * beta_cdf(df / (df + t * t), df / 2.0, 0.5)

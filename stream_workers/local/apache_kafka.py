@@ -42,8 +42,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar, Final, Self
 
-from .errors import LocalStackError
-from .localstack import _Child, _port_open, _Service, free_port
+from stream_workers.errors import LocalStackError
+from stream_workers.local.stack import _Child, _port_open, _Service, free_port
 
 if TYPE_CHECKING:
     from confluent_kafka.admin import AdminClient

@@ -11,8 +11,8 @@ import ssl
 import time
 from typing import Any, Final
 
-from .errors import WorkerError
-from .settings import WorkerSettings
+from stream_workers.errors import WorkerError
+from stream_workers.settings import WorkerSettings
 
 __all__ = [
     "Backoff",

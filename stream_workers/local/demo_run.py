@@ -18,12 +18,11 @@ from rich.table import Table
 from rich.text import Text
 
 from schemas import DegradationAlert
-
-from .errors import WorkerError
-from .kafka import sync_redis
-from .localstack import _Child, start_worker
-from .settings import WorkerSettings
-from .simulation import PHASES, Tally, World, fallback_chain
+from stream_workers.clients import sync_redis
+from stream_workers.errors import WorkerError
+from stream_workers.local.simulation import PHASES, Tally, World, fallback_chain
+from stream_workers.local.stack import _Child, start_worker
+from stream_workers.settings import WorkerSettings
 
 __all__ = ["simulate"]
 

@@ -13,9 +13,8 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import KafkaError, NewTopic
 
 from schemas import Topics, TopicSpec
-
-from .errors import TopicLayoutError
-from .settings import WorkerSettings
+from stream_workers.errors import TopicLayoutError
+from stream_workers.settings import WorkerSettings
 
 __all__ = [
     "TopicStatus",
