@@ -9,9 +9,23 @@ from pydantic import Field, model_validator
 from ._base import Event
 from ._types import Identifier, NonNegativeFinite, Probability, UtcDatetime
 
-__all__ = ["MAX_PATHS", "PATH_STATUSES", "PathStats", "PathStatus", "PolicySnapshot"]
+__all__ = [
+    "MAX_PATHS",
+    "MIN_SAMPLES",
+    "PATH_STATUSES",
+    "STALENESS",
+    "PathStats",
+    "PathStatus",
+    "PolicySnapshot",
+]
 
 MAX_PATHS: Final = 256
+#: A path is ``cold`` while it has fewer outcomes than this: the SDK
+#: routes uniformly while every candidate is cold, the workers mark it so in the snapshot.
+MIN_SAMPLES: Final = 20
+#: A path is ``stale`` after this many seconds without an outcome (7 days);
+#: exploration prefers stale paths.
+STALENESS: Final = 7 * 24 * 3600.0
 
 PathStatus = Literal["cold", "healthy", "degrading", "stale"]
 PATH_STATUSES: Final[tuple[str, ...]] = get_args(PathStatus)

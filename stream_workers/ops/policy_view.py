@@ -12,29 +12,18 @@ from rich.console import Console
 from rich.table import Table
 
 from schemas import PolicySnapshot
+from schemas.beta import beta_ppf
 from stream_workers.clients import sync_redis
-from stream_workers.pipeline.posterior.beta import beta_cdf
 from stream_workers.settings import WorkerSettings
 
 __all__ = ["beta_interval", "list_goals", "load_snapshots", "print_policies", "snapshot_rows"]
 
 
-def _quantile(q: float, a: float, b: float) -> float:
-    """x with P(X <= x) = q for X ~ Beta(a, b), by bisection (to 1e-9)."""
-    low, high = 0.0, 1.0
-    for _ in range(40):
-        mid = (low + high) / 2
-        if beta_cdf(mid, a, b) < q:
-            low = mid
-        else:
-            high = mid
-    return (low + high) / 2
-
-
 def beta_interval(a: float, b: float, mass: float = 0.9) -> tuple[float, float]:
-    """The central ``mass`` interval of Beta(a, b)."""
+    """The central ``mass`` interval of Beta(a, b), its ends to 1e-12."""
     tail = (1.0 - mass) / 2
-    return _quantile(tail, a, b), _quantile(1.0 - tail, a, b)
+    low, high = beta_ppf(a, b, (tail, 1.0 - tail), exact=True)
+    return low, high
 
 
 def _redis(settings: WorkerSettings) -> Any:

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from schemas import DecisionEvent, DegradationAlert, OutcomeEvent, PathStats, PolicySnapshot
+from schemas.beta import beta_cdf
 from stream_workers import WorkerSettings
 from stream_workers.errors import WorkerError
 from stream_workers.ops.alerts import WebhookOptions, format_alert, payload, sign
 from stream_workers.ops.backfill import MAX_REJECT_CHARS, ROW, backfill, encode_row, read_rows
 from stream_workers.ops.policy_view import beta_interval, snapshot_rows
-from stream_workers.pipeline.posterior.beta import beta_cdf
 
 ALERT = DegradationAlert(
     alert_id="g:p:open:0.1.2",
