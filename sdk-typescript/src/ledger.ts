@@ -1,0 +1,55 @@
+/**
+ * One router's record of what was reported: the first report of a decision is emitted, later
+ * ones are counted and warned about, and a decision's turns add up until it is reported.
+ */
+
+import { withTurns, type Decision, type Outcome, type Reporter, type Turn } from "./decision.js";
+import type { EventSink } from "./emitter.js";
+import { EventEncoder } from "./encode.js";
+import type { OnceLog } from "./log.js";
+
+/** What to do instead, by who reported first (the warning names the case). */
+const HINTS: Record<string, string> = {
+  "report()": "report each decision once",
+  "completion()":
+    "it reports failures and cancellations itself; pass successFn to judge answers there, or report once",
+  "run()":
+    "it reports exceptions and cancellations itself; pass successFn to judge results there, or report once",
+};
+
+export class Ledger implements Reporter {
+  reports = 0;
+  duplicates = 0;
+
+  constructor(
+    private readonly sink: () => EventSink,
+    private readonly warnings: OnceLog,
+  ) {}
+
+  recordTurn(decision: Decision, turn: Turn): void {
+    if (decision.reportedByValue === null) decision.turnList.push(turn);
+  }
+
+  emit(decision: Decision, outcome: Outcome, by: string): boolean {
+    const first = decision.reportedByValue;
+    if (first !== null) {
+      this.duplicates += 1;
+      this.warnings.warn(
+        `duplicate:${first}`,
+        `decision ${decision.traceId} was already reported by ${first}; the report by ${by} ` +
+          `is ignored (${HINTS[first] ?? "report each decision once"})`,
+      );
+      return false;
+    }
+    decision.reportedByValue = by;
+    this.reports += 1;
+    try {
+      const payload = EventEncoder.outcome(decision.traceId, withTurns(outcome, decision.turnList));
+      this.sink().send("outcome", decision.traceId, payload);
+    } catch (error) {
+      // never into the host: an emitter bug must not fail requests
+      this.warnings.warn("send", `could not emit an outcome event: ${String(error)}`);
+    }
+    return true;
+  }
+}

@@ -1,0 +1,264 @@
+/**
+ * A policy snapshot (the JSON the workers write to Redis), checked as strictly as the Python
+ * SDK's pydantic model, compiled for one router's paths; and the read-only views of it.
+ */
+
+import { ArgumentError } from "./errors.js";
+import {
+  ArmSet,
+  betaQuantiles,
+  coldArm,
+  makeArm,
+  type Arm,
+  type Tables,
+} from "./sampling.js";
+import { IDENTIFIER_MAX, IDENTIFIER_PATTERN } from "./validate.js";
+
+export type PathStatus = "cold" | "healthy" | "degrading" | "stale";
+const STATUSES: readonly string[] = ["cold", "healthy", "degrading", "stale"];
+
+export interface PathStats {
+  readonly alpha: number;
+  readonly beta: number;
+  readonly n: number;
+  readonly recentN: number;
+  readonly recentSuccesses: number;
+  readonly baselineRate: number | null;
+  readonly meanCostUsd: number | null;
+  readonly meanLatencyMs: number | null;
+  /** Milliseconds since the Unix epoch. */
+  readonly lastOutcomeAt: number | null;
+  readonly status: PathStatus;
+}
+
+export interface PolicySnapshot {
+  readonly goal: string;
+  readonly version: number;
+  /** Milliseconds since the Unix epoch. */
+  readonly generatedAt: number;
+  readonly paths: ReadonlyMap<string, PathStats>;
+}
+
+/** A snapshot that does not follow the schema; the message names the field. */
+export class InvalidSnapshot extends ArgumentError {
+  override name = "InvalidSnapshot";
+}
+
+const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+
+function fail(where: string, rule: string): never {
+  throw new InvalidSnapshot(`snapshot ${where} ${rule}`);
+}
+
+function object(where: string, value: unknown, keys: readonly string[]): Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) fail(where, "must be an object");
+  for (const key of Object.keys(value)) if (!keys.includes(key)) fail(`${where}.${key}`, "is not a known field");
+  return value as Record<string, unknown>;
+}
+
+function number(where: string, value: unknown, rule: { min?: number; max?: number; gt?: number; int?: boolean; nullable?: boolean }): number | null {
+  if (value === null || value === undefined) {
+    if (rule.nullable) return null;
+    fail(where, "is required");
+  }
+  if (typeof value !== "number" || !Number.isFinite(value)) fail(where, "must be a finite number");
+  if (rule.int && !Number.isSafeInteger(value)) fail(where, "must be an integer");
+  if (rule.gt !== undefined && !(value > rule.gt)) fail(where, `must be > ${rule.gt}`);
+  if (rule.min !== undefined && value < rule.min) fail(where, `must be >= ${rule.min}`);
+  if (rule.max !== undefined && value > rule.max) fail(where, `must be <= ${rule.max}`);
+  return value;
+}
+
+function timestamp(where: string, value: unknown, nullable: boolean): number | null {
+  if ((value === null || value === undefined) && nullable) return null;
+  if (typeof value !== "string" || !TIMESTAMP.test(value)) fail(where, "must be a timezone-aware ISO 8601 timestamp");
+  const ms = Date.parse(value);
+  if (!Number.isFinite(ms)) fail(where, "must be a valid timestamp");
+  return ms;
+}
+
+function identifier(where: string, value: unknown): string {
+  if (typeof value !== "string" || value.length === 0 || value.length > IDENTIFIER_MAX || !IDENTIFIER_PATTERN.test(value)) {
+    fail(where, "must be an identifier (1-128 letters, digits or _.:/@+=-)");
+  }
+  return value;
+}
+
+const SNAPSHOT_KEYS = ["schema_version", "goal", "version", "generated_at", "paths"];
+const PATH_KEYS = [
+  "schema_version",
+  "alpha",
+  "beta",
+  "n",
+  "recent_n",
+  "recent_successes",
+  "baseline_rate",
+  "mean_cost_usd",
+  "mean_latency_ms",
+  "last_outcome_at",
+  "status",
+];
+
+/** Parse and check a snapshot's JSON; InvalidSnapshot names the first bad field. */
+export function parseSnapshot(raw: string): PolicySnapshot {
+  let body: unknown;
+  try {
+    body = JSON.parse(raw);
+  } catch {
+    fail("", "is not JSON");
+  }
+  const o = object("", body, SNAPSHOT_KEYS);
+  if (o.schema_version !== undefined && o.schema_version !== 1) fail("schema_version", "must be 1");
+  const goal = identifier("goal", o.goal);
+  const version = number("version", o.version, { int: true, min: 1 })!;
+  const generatedAt = timestamp("generated_at", o.generated_at, false)!;
+  const paths = new Map<string, PathStats>();
+  const given = o.paths === undefined ? {} : object("paths", o.paths, Object.keys(o.paths ?? {}));
+  for (const [name, value] of Object.entries(given)) {
+    const where = `paths.${name}`;
+    identifier(`${where} (name)`, name);
+    const p = object(where, value, PATH_KEYS);
+    if (p.schema_version !== undefined && p.schema_version !== 1) fail(`${where}.schema_version`, "must be 1");
+    const n = number(`${where}.n`, p.n, { int: true, min: 0 })!;
+    const recentN = number(`${where}.recent_n`, p.recent_n, { int: true, min: 0 })!;
+    const recentSuccesses = number(`${where}.recent_successes`, p.recent_successes, { min: 0 })!;
+    if (recentN > n) fail(`${where}.recent_n`, `(${recentN}) cannot exceed n (${n})`);
+    if (recentSuccesses > recentN) fail(`${where}.recent_successes`, `cannot exceed recent_n (${recentN})`);
+    const status = p.status ?? "cold";
+    if (typeof status !== "string" || !STATUSES.includes(status)) fail(`${where}.status`, `must be one of ${STATUSES.join(", ")}`);
+    paths.set(name, {
+      alpha: number(`${where}.alpha`, p.alpha, { gt: 0 })!,
+      beta: number(`${where}.beta`, p.beta, { gt: 0 })!,
+      n,
+      recentN,
+      recentSuccesses,
+      baselineRate: number(`${where}.baseline_rate`, p.baseline_rate, { min: 0, max: 1, nullable: true }),
+      meanCostUsd: number(`${where}.mean_cost_usd`, p.mean_cost_usd, { min: 0, nullable: true }),
+      meanLatencyMs: number(`${where}.mean_latency_ms`, p.mean_latency_ms, { min: 0, nullable: true }),
+      lastOutcomeAt: timestamp(`${where}.last_outcome_at`, p.last_outcome_at, true),
+      status: status as PathStatus,
+    });
+  }
+  return { goal, version, generatedAt, paths };
+}
+
+/** What the router knows about one path. */
+export interface PathView {
+  readonly name: string;
+  readonly mean: number;
+  readonly alpha: number;
+  readonly beta: number;
+  readonly n: number;
+  readonly status: PathStatus;
+  readonly lastOutcomeAt: Date | null;
+  readonly meanCostUsd: number | null;
+  readonly meanLatencyMs: number | null;
+}
+
+/**
+ * The policy a router decides with. `loaded` is false until a snapshot source answered at
+ * least once; `stale` is true when the source has not answered for `maxStalenessMs`.
+ */
+export interface PolicyView {
+  readonly goal: string;
+  readonly loaded: boolean;
+  readonly version: number | null;
+  readonly generatedAt: Date | null;
+  readonly ageSeconds: number | null;
+  readonly stale: boolean;
+  readonly paths: readonly PathView[];
+}
+
+/** Immutable: arms for every path of the router, ready for `choose`. */
+export class CompiledPolicy {
+  readonly armSet: ArmSet;
+  readonly fetchedAt = performance.now();
+
+  constructor(
+    arms: readonly Arm[],
+    tieMargin: number,
+    readonly snapshot: PolicySnapshot | null,
+    readonly loaded: boolean,
+    readonly raw: string | null = null,
+  ) {
+    this.armSet = new ArmSet(arms, tieMargin);
+  }
+
+  get version(): number | null {
+    return this.snapshot?.version ?? null;
+  }
+
+  static neverLoaded(paths: readonly string[], tieMargin: number): CompiledPolicy {
+    return new CompiledPolicy(paths.map(coldArm), tieMargin, null, false);
+  }
+
+  /**
+   * Arms for `paths` from `snapshot` (null: Redis answered but has no snapshot for the goal
+   * yet, so every path is cold). Quantile tables of unchanged posteriors come from `previous`.
+   */
+  static compile(
+    snapshot: PolicySnapshot | null,
+    paths: readonly string[],
+    settings: {
+      minSamples: number;
+      tieMargin: number;
+      pathStalenessMs: number;
+      previous?: CompiledPolicy | null;
+      raw?: string | null;
+      now?: number;
+    },
+  ): CompiledPolicy {
+    const now = settings.now ?? Date.now();
+    const reuse = new Map<string, Tables>();
+    for (const a of settings.previous?.armSet.arms ?? []) reuse.set(`${a.alpha}:${a.beta}`, a.tables);
+    const arms = paths.map((name) => {
+      const stats = snapshot?.paths.get(name);
+      if (stats === undefined) return coldArm(name);
+      const last = stats.lastOutcomeAt;
+      const stale = stats.status === "stale" || (last !== null && now - last > settings.pathStalenessMs);
+      return makeArm({
+        name,
+        alpha: stats.alpha,
+        beta: stats.beta,
+        n: stats.n,
+        cold: stats.n < settings.minSamples,
+        stale,
+        degrading: stats.status === "degrading",
+        meanCost: stats.meanCostUsd,
+        meanLatency: stats.meanLatencyMs,
+        tables: reuse.get(`${stats.alpha}:${stats.beta}`) ?? betaQuantiles(stats.alpha, stats.beta),
+      });
+    });
+    return new CompiledPolicy(arms, settings.tieMargin, snapshot, true, settings.raw ?? null);
+  }
+
+  view(goal: string, stale: boolean): PolicyView {
+    const known = this.snapshot?.paths;
+    const paths = this.armSet.arms.map((arm): PathView => {
+      const stats = known?.get(arm.name);
+      let status: PathStatus = "cold";
+      if (stats !== undefined) status = arm.stale && stats.status !== "degrading" ? "stale" : stats.status;
+      return {
+        name: arm.name,
+        mean: arm.alpha / (arm.alpha + arm.beta),
+        alpha: arm.alpha,
+        beta: arm.beta,
+        n: arm.n,
+        status,
+        lastOutcomeAt: stats?.lastOutcomeAt != null ? new Date(stats.lastOutcomeAt) : null,
+        meanCostUsd: arm.meanCost,
+        meanLatencyMs: arm.meanLatency,
+      };
+    });
+    const generated = this.snapshot?.generatedAt ?? null;
+    return {
+      goal,
+      loaded: this.loaded,
+      version: this.version,
+      generatedAt: generated === null ? null : new Date(generated),
+      ageSeconds: generated === null ? null : (Date.now() - generated) / 1000,
+      stale,
+      paths,
+    };
+  }
+}

@@ -1,0 +1,520 @@
+/**
+ * The Router: decide a path per request in microseconds, report how it went.
+ *
+ * `decide()` reads an immutable policy that a background loop keeps fresh from Redis, samples
+ * a path, and hands the DecisionEvent to the emitter; it is synchronous, does no I/O and never
+ * throws for a valid router. Kafka or Redis trouble degrades to counted drops and a stale
+ * policy, never to an error in the host's request. Behaviour, events and defaults are those of
+ * the Python SDK's `producer_sdk.Router`.
+ */
+
+import { AsyncLocalStorage } from "node:async_hooks";
+import { randomBytes } from "node:crypto";
+
+import { RedisSnapshotSource, PolicyCache, type SnapshotSource } from "./cache.js";
+import { CallablePaths, type PathFn } from "./callables.js";
+import { Judge, type CallHost } from "./calls.js";
+import {
+  ModelCalls,
+  type CompletionOptions,
+  type StreamOptions,
+  type Completion,
+  type CompletionStream,
+  type ChatMessage,
+} from "./completions.js";
+import { Decision, type ReportFields } from "./decision.js";
+import { KafkaEventSink, type EventSink, type KafkaSinkSettings } from "./emitter.js";
+import { EventEncoder, nowMicros } from "./encode.js";
+import { ArgumentError, NoCurrentDecision } from "./errors.js";
+import { Ledger } from "./ledger.js";
+import { consoleLogger, OnceLog, type Logger } from "./log.js";
+import { cacheOptions, emitterOptions, type CacheOptions, type EmitterOptions } from "./options.js";
+import type { PolicyView } from "./policy.js";
+import type { Provider } from "./providers.js";
+import { Rng } from "./random.js";
+import { ArmSet, choose, samplingParams, type Reason, type SamplingParams } from "./sampling.js";
+import {
+  checkContext,
+  checkIdentifier,
+  checkKeys,
+  checkNumber,
+  checkPrefix,
+  MAX_CANDIDATES,
+  show,
+  type Context,
+} from "./validate.js";
+
+export const SDK_VERSION = "0.1.0";
+export const DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092";
+export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0";
+const SEVEN_DAYS_MS = 7 * 24 * 3600 * 1000;
+
+/** A path: a name (a model, a tool), a named function, or a [name, function] pair. */
+export type PathSpec = string | PathFn | readonly [string, PathFn];
+
+export interface RouterOptions {
+  goal: string;
+  /** Names, or functions (named, or [name, fn] pairs), never a mix. Most reliable first. */
+  paths: readonly PathSpec[];
+  /** Judges what a path returned (run(), completion()); a rejected result is a failure. */
+  successFn?: (result: never) => boolean | Promise<boolean>;
+  /** Count a returned value (or a 200 answer) as a success when there is no successFn. */
+  successOnReturn?: boolean;
+  explorationRate?: number;
+  minSamples?: number;
+  /** Paths with no outcome for this long are preferred by exploration (default 7 days). */
+  stalenessMs?: number;
+  tieMargin?: number;
+  recoveryProbeRate?: number;
+  kafkaBootstrapServers?: string;
+  redisUrl?: string;
+  topicPrefix?: string;
+  redisKeyPrefix?: string;
+  service?: string;
+  /** KafkaJS client settings passed through (ssl, sasl, clientId, timeouts). */
+  kafkaConfig?: KafkaSinkSettings["kafkaConfig"];
+  /** run(): at most this many decisions per call (each among the paths not tried yet). */
+  maxAttempts?: number;
+  emitter?: Partial<EmitterOptions>;
+  cache?: Partial<CacheOptions>;
+  /** completion(): an OpenAI-compatible endpoint per model. */
+  providers?: Readonly<Record<string, Provider>>;
+  /** completion(): the endpoint of models not in `providers` (default: OPENAI_BASE_URL/KEY). */
+  defaultProvider?: Provider;
+  /** Where events go (default: Kafka). A sink passed in is flushed on close, not closed. */
+  eventSink?: EventSink;
+  /** Where snapshots come from (default: Redis); a source or a function that makes one. */
+  snapshotSource?: SnapshotSource | (() => SnapshotSource);
+  seed?: number;
+  logger?: Logger;
+}
+
+const OPTION_KEYS = [
+  "goal",
+  "paths",
+  "successFn",
+  "successOnReturn",
+  "explorationRate",
+  "minSamples",
+  "stalenessMs",
+  "tieMargin",
+  "recoveryProbeRate",
+  "kafkaBootstrapServers",
+  "redisUrl",
+  "topicPrefix",
+  "redisKeyPrefix",
+  "service",
+  "kafkaConfig",
+  "maxAttempts",
+  "emitter",
+  "cache",
+  "providers",
+  "defaultProvider",
+  "eventSink",
+  "snapshotSource",
+  "seed",
+  "logger",
+];
+
+/** Counters of one router in this process. */
+export interface RouterStats {
+  readonly decisions: number;
+  readonly reports: number;
+  readonly duplicateReports: number;
+  readonly emitted: number;
+  readonly delivered: number;
+  readonly pending: number;
+  readonly dropped: number;
+  readonly failed: number;
+  readonly policyLoaded: boolean;
+  readonly policyVersion: number | null;
+  readonly policyStale: boolean;
+  readonly policyErrors: number;
+}
+
+export interface DecideOptions {
+  /** A small flat object of labels (at most 32), carried by the DecisionEvent. */
+  context?: Record<string, string | number | boolean>;
+  /** Use this path (reason `forced`); it must be one of the router's paths. */
+  forcePath?: string;
+}
+
+function normalizePaths(paths: unknown): [string[], PathFn[] | null] {
+  if (!Array.isArray(paths)) {
+    throw new ArgumentError(`paths must be an array of names or functions, got ${show(paths)}`);
+  }
+  if (paths.length === 0) throw new ArgumentError("paths must not be empty");
+  if (paths.length > MAX_CANDIDATES) {
+    throw new ArgumentError(`paths may hold at most ${MAX_CANDIDATES} entries, got ${paths.length}`);
+  }
+  const names: string[] = [];
+  const fns: PathFn[] = [];
+  for (const item of paths as unknown[]) {
+    if (typeof item === "string") {
+      names.push(checkIdentifier("path", item));
+    } else if (Array.isArray(item) && item.length === 2 && typeof item[1] === "function") {
+      names.push(checkIdentifier("path name", item[0]));
+      fns.push(item[1] as PathFn);
+    } else if (typeof item === "function") {
+      if (!item.name) {
+        throw new ArgumentError(
+          "cannot name an anonymous function path; pass [name, fn] pairs instead",
+        );
+      }
+      names.push(checkIdentifier("path (function name)", item.name));
+      fns.push(item as PathFn);
+    } else {
+      throw new ArgumentError(`each path must be a name (string) or a function, got ${show(item)}`);
+    }
+  }
+  if (fns.length > 0 && fns.length !== names.length) {
+    throw new ArgumentError("paths must be all names (strings) or all functions, not a mix");
+  }
+  const repeated = [...new Set(names.filter((n, i) => names.indexOf(n) !== i))].sort();
+  if (repeated.length > 0) throw new ArgumentError(`paths must be unique; repeated: ${repeated.join(", ")}`);
+  return [names, fns.length > 0 ? fns : null];
+}
+
+/** Routes one goal's requests across its paths. One per goal per process. */
+export class Router {
+  readonly goal: string;
+  readonly paths: readonly string[];
+  readonly params: SamplingParams;
+  readonly service: string | null;
+  private readonly index: Map<string, number>;
+  private readonly sink: EventSink;
+  private readonly ownsSink: boolean;
+  private readonly cache: PolicyCache;
+  private readonly encoder: EventEncoder;
+  private readonly rng: Rng;
+  private readonly current = new AsyncLocalStorage<{ decision: Decision }>();
+  private readonly warnings: OnceLog;
+  private readonly ledger: Ledger;
+  private readonly idPrefix = `${randomBytes(6).toString("hex")}-`;
+  private readonly callables: CallablePaths | null;
+  private readonly models: ModelCalls | null;
+  private decisions = 0;
+  private started = false;
+  private closed = false;
+
+  constructor(options: RouterOptions) {
+    if (typeof options !== "object" || options === null) {
+      throw new ArgumentError(`Router options must be an object, got ${show(options)}`);
+    }
+    checkKeys("Router", options, OPTION_KEYS);
+    this.goal = checkIdentifier("goal", options.goal);
+    const [names, fns] = normalizePaths(options.paths);
+    this.paths = Object.freeze(names);
+    if (options.successFn !== undefined && typeof options.successFn !== "function") {
+      throw new ArgumentError(`successFn must be a function, got ${show(options.successFn)}`);
+    }
+    const successOnReturn = options.successOnReturn ?? false;
+    if (typeof successOnReturn !== "boolean") {
+      throw new ArgumentError(`successOnReturn must be a boolean, got ${show(successOnReturn)}`);
+    }
+    if (successOnReturn && options.successFn !== undefined) {
+      throw new ArgumentError("pass successFn or successOnReturn: true, not both");
+    }
+    this.params = samplingParams({
+      explorationRate: options.explorationRate,
+      minSamples: options.minSamples,
+      tieMargin: options.tieMargin,
+      recoveryProbeRate: options.recoveryProbeRate,
+    });
+    const stalenessMs = checkNumber("stalenessMs", options.stalenessMs ?? SEVEN_DAYS_MS, {
+      positive: true,
+    });
+    this.service = options.service === undefined ? null : checkIdentifier("service", options.service);
+    const maxAttempts = checkNumber("maxAttempts", options.maxAttempts ?? 2, { integer: true, min: 1 });
+    const topicPrefix = checkPrefix("topicPrefix", options.topicPrefix ?? "outroute");
+    const redisKeyPrefix = checkPrefix("redisKeyPrefix", options.redisKeyPrefix ?? "outroute");
+    const bootstrap = options.kafkaBootstrapServers ?? DEFAULT_BOOTSTRAP_SERVERS;
+    if (typeof bootstrap !== "string" || !/^[^\s,]+(,[^\s,]+)*$/.test(bootstrap)) {
+      throw new ArgumentError(`kafkaBootstrapServers must be host:port[,host:port...], got ${show(bootstrap)}`);
+    }
+    const redisUrl = options.redisUrl ?? DEFAULT_REDIS_URL;
+    if (typeof redisUrl !== "string" || !/^rediss?:\/\//.test(redisUrl)) {
+      throw new ArgumentError("redisUrl must be a redis:// or rediss:// URL");
+    }
+    const logger = options.logger ?? consoleLogger;
+    this.warnings = new OnceLog(logger);
+    const emitter = emitterOptions(options.emitter);
+    const cache = cacheOptions(options.cache);
+    // A sink passed in may serve several routers (one producer for many goals): it is
+    // flushed on close, and closed by whoever made it.
+    this.ownsSink = options.eventSink === undefined;
+    this.sink =
+      options.eventSink ??
+      new KafkaEventSink({
+        bootstrapServers: bootstrap,
+        topicPrefix,
+        kafkaConfig: options.kafkaConfig,
+        options: emitter,
+        logger,
+      });
+    const given = options.snapshotSource;
+    let factory: () => SnapshotSource;
+    if (given === undefined) {
+      const goal = this.goal;
+      factory = () =>
+        new RedisSnapshotSource(
+          redisUrl,
+          `${redisKeyPrefix}:policy:${goal}`,
+          `${redisKeyPrefix}:policy-updates`,
+          goal,
+        );
+    } else if (typeof given === "function") {
+      factory = given;
+    } else {
+      factory = () => given;
+    }
+    this.cache = new PolicyCache(this.goal, this.paths, this.params, cache, stalenessMs, factory, logger);
+    this.index = new Map(this.paths.map((name, i) => [name, i]));
+    this.encoder = new EventEncoder(this.goal, this.paths, this.service, SDK_VERSION);
+    this.rng = new Rng(options.seed);
+    this.ledger = new Ledger(() => this.sink, this.warnings);
+    const host: CallHost = {
+      paths: this.paths,
+      decide: (among, forcePath, madeBy, retry) => this.decideAmong(among, null, forcePath, madeBy, retry ?? false),
+      resume: (decision, argument) => this.resume(decision, argument),
+      current: () => this.current.getStore()?.decision,
+      judge: new Judge(options.successFn ?? null, successOnReturn, this.warnings),
+      warnings: this.warnings,
+    };
+    this.callables = fns === null ? null : new CallablePaths(host, fns, maxAttempts);
+    this.models = fns === null ? new ModelCalls(host, options.providers ?? {}, options.defaultProvider ?? null) : null;
+  }
+
+  /** Connection settings from `OUTROUTE_*` variables; options given win. */
+  static fromEnv(options: RouterOptions, env: NodeJS.ProcessEnv = process.env): Router {
+    const fromEnv: Partial<RouterOptions> = {};
+    if (env.OUTROUTE_BOOTSTRAP_SERVERS) fromEnv.kafkaBootstrapServers = env.OUTROUTE_BOOTSTRAP_SERVERS;
+    if (env.OUTROUTE_REDIS_URL) fromEnv.redisUrl = env.OUTROUTE_REDIS_URL;
+    if (env.OUTROUTE_TOPIC_PREFIX) fromEnv.topicPrefix = env.OUTROUTE_TOPIC_PREFIX;
+    if (env.OUTROUTE_REDIS_KEY_PREFIX) fromEnv.redisKeyPrefix = env.OUTROUTE_REDIS_KEY_PREFIX;
+    return new Router({ ...fromEnv, ...options });
+  }
+
+  // -- lifecycle ---------------------------------------------------------------------------
+
+  /**
+   * Start the policy loop and wait (at most `waitMs`, default `cache.initWaitMs`) for a first
+   * snapshot. `decide()` starts the loop by itself on first use, without waiting: until a
+   * snapshot is loaded it decides `fallback` (the first path).
+   */
+  async start(waitMs?: number): Promise<this> {
+    this.started = true;
+    await this.cache.start(waitMs);
+    return this;
+  }
+
+  /** Wait up to `timeoutMs` for queued events; resolve to how many are still pending. */
+  flush(timeoutMs = 5000): Promise<number> {
+    return this.sink.flush(timeoutMs);
+  }
+
+  /**
+   * Flush (bounded), stop the policy loop. Idempotent. Resolves to the number of events left
+   * undelivered. An `eventSink` passed in is flushed, not closed: it may serve other routers.
+   * Call it at shutdown: the Kafka connection keeps the process alive until then.
+   */
+  async close(timeoutMs = 5000): Promise<number> {
+    if (this.closed) return 0;
+    this.closed = true;
+    const pending = this.ownsSink ? await this.sink.close(timeoutMs) : await this.sink.flush(timeoutMs);
+    await this.cache.stop();
+    if (pending > 0) this.warnings.logger.warn(`router ${this.goal} closed with ${pending} events undelivered`);
+    return pending;
+  }
+
+  // -- deciding ------------------------------------------------------------------------------
+
+  /**
+   * Choose a path for one request. Synchronous, no I/O; never throws for a valid router.
+   * Throws ArgumentError only for invalid arguments (an unknown `forcePath`, a context that
+   * is not a flat object of at most 32 scalar labels).
+   */
+  decide(options: DecideOptions = {}): Decision {
+    if (typeof options !== "object" || options === null) {
+      throw new ArgumentError(`decide() options must be an object, got ${show(options)}`);
+    }
+    checkKeys("decide()", options, ["context", "forcePath"]);
+    const context = options.context === undefined ? null : checkContext(options.context);
+    return this.decideAmong(null, context, options.forcePath ?? null, "decide()", false);
+  }
+
+  private decideAmong(
+    among: readonly number[] | null,
+    context: Context | null,
+    forcePath: string | null,
+    madeBy: string,
+    retry: boolean,
+  ): Decision {
+    if (!this.started) {
+      this.started = true;
+      void this.cache.start(0);
+    }
+    const policy = this.cache.current;
+    const names = this.paths;
+    let path: string;
+    let reason: Reason;
+    let candidates: readonly string[];
+    if (forcePath !== null) {
+      const i = typeof forcePath === "string" ? this.index.get(forcePath) : undefined;
+      if (i === undefined) {
+        throw new ArgumentError(`forcePath ${show(forcePath)} is not one of paths ${names.join(", ")}`);
+      }
+      path = forcePath;
+      reason = "forced";
+      candidates = among === null ? names : among.map((j) => names[j]!);
+    } else if (among === null) {
+      candidates = names;
+      let i = 0;
+      if (policy.loaded) [i, reason] = choose(policy.armSet, this.rng, this.params);
+      else reason = "fallback";
+      path = names[i]!;
+    } else {
+      candidates = among.map((j) => names[j]!);
+      let i = 0;
+      if (policy.loaded) {
+        const arms = policy.armSet.arms;
+        const subset = new ArmSet(among.map((j) => arms[j]!), this.params.tieMargin);
+        [i, reason] = choose(subset, this.rng, this.params);
+      } else {
+        reason = "fallback";
+      }
+      path = candidates[i]!;
+    }
+    this.decisions += 1;
+    const traceId = this.idPrefix + this.decisions.toString(16);
+    const version = policy.version;
+    const us = nowMicros();
+    const decision = new Decision(this.ledger, traceId, path, reason, version, us, candidates, madeBy);
+    const store = retry ? this.current.getStore() : undefined;
+    if (store !== undefined) store.decision = decision;
+    else this.current.enterWith({ decision });
+    try {
+      const payload = this.encoder.decision(
+        traceId,
+        path,
+        reason,
+        version,
+        context,
+        us,
+        among === null ? null : EventEncoder.candidatesJson(candidates),
+      );
+      this.sink.send("decision", traceId, payload);
+    } catch (error) {
+      // never into the host: an emitter bug must not fail requests
+      this.warnings.warn("send", `could not emit a decision event: ${String(error)}`);
+    }
+    return decision;
+  }
+
+  /**
+   * Report the outcome of the decision made last in this async context (an AsyncLocalStorage
+   * holds it: concurrent requests never see each other's). Throws NoCurrentDecision when there
+   * is none; use `decision.report()` to report from elsewhere. Returns false for a decision
+   * already reported.
+   */
+  report(success: boolean, fields: ReportFields = {}): boolean {
+    const decision = this.current.getStore()?.decision;
+    if (decision === undefined) {
+      throw new NoCurrentDecision(
+        `no decision of router ${this.goal} in this async context; call decide() first, or ` +
+          "report on the Decision it returned",
+      );
+    }
+    return decision.report(success, fields);
+  }
+
+  private resume(decision: Decision, argument: string): void {
+    if (!(decision instanceof Decision) || decision.reporter !== this.ledger) {
+      throw new ArgumentError(`${argument}: decision ${decision?.traceId} is not this router's`);
+    }
+    if (decision.reported) {
+      throw new ArgumentError(
+        `${argument}: decision ${decision.traceId} was already reported by ${decision.reportedBy}; ` +
+          "a conversation is one decision, reported once at its end (a router with successFn " +
+          "judges each answer: report conversations yourself instead)",
+      );
+    }
+    this.current.enterWith({ decision });
+  }
+
+  // -- calling the paths for you -------------------------------------------------------------
+
+  /**
+   * Decide, call the chosen function with the arguments, and resolve to what it returns.
+   *
+   * A thrown error is reported as a failure and the next attempt picks among the paths not
+   * tried yet (at most `maxAttempts` decisions). A returned value is judged by `successFn` (a
+   * rejected one is a failure, and retried); without one it is returned and its decision waits
+   * for your `router.report()` (or counts as a success with `successOnReturn: true`). If every
+   * attempt failed, the last error is thrown, or the last result returned when the last
+   * attempt did not throw. An AbortError is reported as `cancelled` and rethrown.
+   */
+  run(...args: unknown[]): Promise<unknown> {
+    if (this.callables === null) {
+      return Promise.reject(new ArgumentError("run() needs function paths; this router's paths are names"));
+    }
+    return this.callables.run(args);
+  }
+
+  /**
+   * A chat completion from the chosen model, from an OpenAI-compatible endpoint.
+   *
+   * Provider failures (an HTTP error status, a timeout, a connection error, a body that is not
+   * a chat completion) are reported as failures and thrown as ProviderError. An answer is
+   * judged by `successFn`; without one its decision waits for your verdict. `continueFrom:` an
+   * earlier completion makes this call a further turn of that decision (same trace, same
+   * model, one report at the end); `forceModel` pins a model for a new decision (reason
+   * `forced`). `stream: true` resolves to a CompletionStream of chunks. Other options go into
+   * the request body (`max_tokens`, `temperature`, ...).
+   */
+  completion(messages: readonly ChatMessage[], options: StreamOptions): Promise<CompletionStream>;
+  completion(messages: readonly ChatMessage[], options?: CompletionOptions): Promise<Completion>;
+  completion(
+    messages: readonly ChatMessage[],
+    options: CompletionOptions | StreamOptions = {},
+  ): Promise<Completion | CompletionStream> {
+    if (this.models === null) {
+      return Promise.reject(new ArgumentError("completion() needs model names as paths; this router has functions"));
+    }
+    return this.models.completion(messages, options);
+  }
+
+  // -- inspection ----------------------------------------------------------------------------
+
+  /** The policy decisions are made with: per path posterior mean, n, status, last seen. */
+  getPolicy(): PolicyView {
+    if (!this.started) {
+      this.started = true;
+      void this.cache.start(0);
+    }
+    return this.cache.view();
+  }
+
+  stats(): RouterStats {
+    const sink = this.sink.stats();
+    const policy = this.cache.current;
+    return {
+      decisions: this.decisions,
+      reports: this.ledger.reports,
+      duplicateReports: this.ledger.duplicates,
+      emitted: sink.emitted,
+      delivered: sink.delivered,
+      pending: sink.pending,
+      dropped: sink.dropped,
+      failed: sink.failed,
+      policyLoaded: policy.loaded,
+      policyVersion: policy.version,
+      policyStale: this.cache.stale,
+      policyErrors: this.cache.errors,
+    };
+  }
+
+  toString(): string {
+    return `Router(goal=${this.goal}, paths=${this.paths.join(",")})`;
+  }
+}

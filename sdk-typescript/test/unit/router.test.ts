@@ -1,0 +1,284 @@
+/** The Router's rules, events and concurrency, with in-memory stand-ins for Kafka and Redis. */
+
+import assert from "node:assert/strict";
+import { setImmediate as nextTurn } from "node:timers/promises";
+import { after, test } from "node:test";
+
+import {
+  ArgumentError,
+  NoCurrentDecision,
+  Router,
+  silentLogger,
+  type RouterOptions,
+  type SnapshotSource,
+} from "../../src/index.js";
+import { InMemorySink, StaticSnapshotSource, UnavailableSnapshotSource } from "../../src/testing.js";
+import { schemaValidators, snapshot, waitUntil } from "../support/helpers.js";
+
+const schemas = schemaValidators();
+const routers: Router[] = [];
+after(async () => {
+  for (const r of routers) await r.close(100);
+});
+
+function make(options: Partial<RouterOptions> & { source?: SnapshotSource | null } = {}): [Router, InMemorySink] {
+  const sink = new InMemorySink();
+  const { source, ...rest } = options;
+  const router = new Router({
+    goal: "summarize",
+    paths: ["a", "b", "c"],
+    eventSink: sink,
+    snapshotSource: source === undefined ? new StaticSnapshotSource(null) : (source ?? undefined),
+    logger: silentLogger,
+    seed: 7,
+    ...rest,
+  });
+  routers.push(router);
+  return [router, sink];
+}
+
+function reasons(router: Router, n: number): Map<string, number> {
+  const seen = new Map<string, number>();
+  for (let i = 0; i < n; i++) {
+    const d = router.decide();
+    const key = `${d.path}:${d.reason}`;
+    seen.set(key, (seen.get(key) ?? 0) + 1);
+  }
+  return seen;
+}
+
+test("no snapshot ever loaded: the first path, reason fallback", async () => {
+  const [router, sink] = make({ source: new UnavailableSnapshotSource() });
+  await router.start(1000);
+  assert.deepEqual([...reasons(router, 50)], [["a:fallback", 50]]);
+  assert.equal(router.stats().policyLoaded, false);
+  assert.ok(router.stats().policyErrors >= 1);
+  assert.equal(sink.decisions.length, 50);
+});
+
+test("a decision before the first snapshot arrives is a fallback, never a wait", () => {
+  const [router] = make({ source: new StaticSnapshotSource(snapshot("summarize", 1, { b: { alpha: 90, beta: 2, n: 100 } })) });
+  const d = router.decide();
+  assert.deepEqual([d.path, d.reason, d.policyVersion], ["a", "fallback", null]);
+});
+
+test("every path cold: uniform, reason cold_start", async () => {
+  const [router] = make();
+  await router.start();
+  const seen = reasons(router, 3000);
+  assert.deepEqual([...seen.keys()].sort(), ["a:cold_start", "b:cold_start", "c:cold_start"]);
+  // Binomial(3000, 1/3): sd = 25.8; 5 sd either side.
+  for (const count of seen.values()) assert.ok(Math.abs(count - 1000) < 130, `count ${count}`);
+});
+
+test("forcePath wins over everything; an unknown one is an ArgumentError naming it", async () => {
+  const [router, sink] = make();
+  await router.start();
+  const d = router.decide({ forcePath: "c" });
+  assert.deepEqual([d.path, d.reason], ["c", "forced"]);
+  assert.throws(() => router.decide({ forcePath: "zz" }), (e: Error) => e instanceof ArgumentError && /forcePath "zz" is not one of paths a, b, c/.test(e.message));
+  assert.equal(sink.decisions.length, 1);
+});
+
+test("with a snapshot the strong path wins, exploration is about the rate, versions are carried", async () => {
+  const source = new StaticSnapshotSource(
+    snapshot("summarize", 4, { a: { alpha: 10, beta: 90, n: 100 }, b: { alpha: 95, beta: 5, n: 100 }, c: { alpha: 50, beta: 50, n: 100 } }),
+  );
+  const [router, sink] = make({ source, explorationRate: 0.2 });
+  await router.start();
+  const n = 5000;
+  const seen = reasons(router, n);
+  const explored = [...seen].filter(([k]) => k.endsWith(":explore")).reduce((s, [, v]) => s + v, 0);
+  // Binomial(5000, 0.2): sd = 28.3; 5 sd.
+  assert.ok(Math.abs(explored - 1000) < 142, `explored ${explored}`);
+  assert.ok((seen.get("b:exploit") ?? 0) > 0.78 * n, JSON.stringify([...seen]));
+  assert.equal(seen.get("b:explore"), undefined, "exploration never picks the Thompson winner");
+  assert.equal(sink.decisions[0]!.policy_version, 4);
+});
+
+test("the trust invariant: cost breaks ties within the margin only", async () => {
+  const snap = snapshot("summarize", 1, {
+    a: { alpha: 950, beta: 50, n: 1000, mean_cost_usd: 0.03 },
+    b: { alpha: 940, beta: 60, n: 1000, mean_cost_usd: 0.001 },
+    c: { alpha: 850, beta: 150, n: 1000, mean_cost_usd: 0.0001 },
+  });
+  const [router] = make({ source: new StaticSnapshotSource(snap), explorationRate: 0 });
+  await router.start();
+  const seen = reasons(router, 2000);
+  // a and b are within 5 points: the cheaper b wins; c is cheaper still but 10 points worse.
+  assert.equal(seen.get("b:exploit"), 2000, JSON.stringify([...seen]));
+});
+
+test("a degrading path gets only recovery probes", async () => {
+  const snap = snapshot("summarize", 1, {
+    a: { alpha: 80, beta: 20, n: 100 },
+    b: { alpha: 3, beta: 40, n: 200, status: "degrading" },
+    c: { alpha: 70, beta: 30, n: 100 },
+  });
+  const [router] = make({ source: new StaticSnapshotSource(snap), explorationRate: 0.1, recoveryProbeRate: 0.02 });
+  await router.start();
+  const seen = reasons(router, 20000);
+  // Probes: Binomial(20000, 0.02): mean 400, sd 19.8; 5 sd.
+  assert.ok(Math.abs((seen.get("b:explore") ?? 0) - 400) < 99, JSON.stringify([...seen]));
+  assert.equal(seen.get("b:exploit") ?? 0, 0);
+});
+
+test("a snapshot update is picked up; a snapshot that disappears keeps the last one, stale", async () => {
+  const source = new StaticSnapshotSource(snapshot("summarize", 1, { a: { alpha: 90, beta: 10, n: 100 } }));
+  const [router] = make({ source, cache: { pollIntervalMs: 50 } });
+  await router.start();
+  assert.equal(router.stats().policyVersion, 1);
+  source.set(snapshot("summarize", 2, { a: { alpha: 5, beta: 95, n: 100 }, b: { alpha: 90, beta: 10, n: 100 } }));
+  assert.ok(await waitUntil(() => router.stats().policyVersion === 2));
+  assert.equal(router.getPolicy().paths.find((p) => p.name === "b")!.n, 100);
+  source.set(null);
+  assert.ok(await waitUntil(() => router.stats().policyStale));
+  assert.equal(router.stats().policyVersion, 2);
+  assert.equal(router.decide().policyVersion, 2);
+});
+
+test("an invalid snapshot is ignored, counted, and the last one stays", async () => {
+  const source = new StaticSnapshotSource(snapshot("summarize", 3, { a: { alpha: 90, beta: 10, n: 100 } }));
+  const [router] = make({ source, cache: { pollIntervalMs: 50 } });
+  await router.start();
+  source.set(JSON.stringify({ goal: "summarize", version: 4, generated_at: "yesterday", paths: {} }));
+  // @ts-expect-error reaching into the cache's counter for the test
+  assert.ok(await waitUntil(() => router.cache.invalidSnapshots === 1));
+  assert.equal(router.stats().policyVersion, 3);
+  source.set(snapshot("other-goal", 5, {}));
+  // @ts-expect-error as above
+  assert.ok(await waitUntil(() => router.cache.invalidSnapshots === 2));
+  assert.equal(router.stats().policyVersion, 3);
+});
+
+test("Redis away: the last policy is used and marked stale after maxStalenessMs", async () => {
+  let down = false;
+  const inner = new StaticSnapshotSource(snapshot("summarize", 9, { a: { alpha: 90, beta: 10, n: 100 } }));
+  const source: SnapshotSource = {
+    fetch: () => (down ? Promise.reject(new Error("connection refused")) : inner.fetch()),
+    waitForUpdate: (ms, signal) => inner.waitForUpdate(ms, signal),
+    close: () => inner.close(),
+  };
+  const [router] = make({ source, cache: { pollIntervalMs: 20, maxStalenessMs: 200 } });
+  await router.start();
+  assert.equal(router.stats().policyStale, false);
+  down = true;
+  assert.ok(await waitUntil(() => router.stats().policyStale));
+  assert.ok(router.stats().policyErrors >= 1);
+  const d = router.decide();
+  assert.equal(d.policyVersion, 9);
+  assert.notEqual(d.reason, "fallback");
+  down = false;
+  assert.ok(await waitUntil(() => !router.stats().policyStale));
+});
+
+test("events are the JSON the exported schemas describe, keyed by trace id", async () => {
+  const [router, sink] = make({ service: "checkout-api" });
+  await router.start();
+  const d = router.decide({ context: { tenant: "acme", tier: 2, beta: true, ratio: 0.5 } });
+  assert.equal(d.report(true, { score: 0.75, costUsd: 0.002, latencyMs: 840, promptTokens: 12, completionTokens: 30 }), true);
+  const d2 = router.decide();
+  d2.report(false, { failureCategory: "timeout" });
+  for (const e of sink.decisions) schemas.decision(e);
+  for (const e of sink.outcomes) schemas.outcome(e);
+  const [decision] = sink.decisions;
+  assert.deepEqual(
+    { ...decision, decided_at: undefined, event_id: undefined, trace_id: undefined },
+    {
+      schema_version: 1,
+      event_id: undefined,
+      trace_id: undefined,
+      goal: "summarize",
+      path: d.path,
+      candidates: ["a", "b", "c"],
+      reason: "cold_start",
+      policy_version: null,
+      context: { tenant: "acme", tier: 2, beta: true, ratio: 0.5 },
+      decided_at: undefined,
+      service: "checkout-api",
+      sdk_version: "0.1.0",
+    },
+  );
+  assert.equal(decision!.trace_id, d.traceId);
+  assert.equal(decision!.event_id, `${d.traceId}.d`);
+  assert.match(decision!.decided_at as string, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+  assert.equal(Math.abs(Date.parse(decision!.decided_at as string) - Date.now()) < 60_000, true);
+  assert.deepEqual(sink.raw.map((r) => r.key), [d.traceId, d.traceId, d2.traceId, d2.traceId]);
+  assert.equal(sink.outcomes[1]!.failure_category, "timeout");
+});
+
+test("a second report is ignored and counted; bad report fields name the field and the rule", async () => {
+  const [router, sink] = make();
+  const d = router.decide();
+  assert.throws(() => d.report(true, { score: 2 }), /score must be in \[0, 1\], got 2/);
+  assert.throws(() => d.report(true, { latencyMs: -1 }), /latencyMs must be >= 0/);
+  assert.throws(() => d.report(true, { failureCategory: "oops" as never }), /failureCategory must be one of timeout/);
+  assert.throws(() => d.report(true, { latency: 3 } as never), /unknown option "latency"/);
+  assert.throws(() => d.report("yes" as never), /success must be a boolean/);
+  assert.equal(sink.outcomes.length, 0);
+  assert.equal(d.report(true), true);
+  assert.equal(d.report(false), false);
+  assert.equal(d.reportedBy, "report()");
+  assert.deepEqual([router.stats().reports, router.stats().duplicateReports], [1, 1]);
+  assert.equal(sink.outcomes.length, 1);
+});
+
+test("bad options name the field and the rule", () => {
+  const base = { goal: "g", paths: ["a"], eventSink: new InMemorySink(), snapshotSource: new StaticSnapshotSource(null) };
+  const cases: [Partial<RouterOptions>, RegExp][] = [
+    [{ goal: "has space" }, /goal "has space" has characters outside/],
+    [{ paths: [] }, /paths must not be empty/],
+    [{ paths: ["a", "a"] }, /paths must be unique; repeated: a/],
+    [{ explorationRate: 1.5 }, /explorationRate must be a number in \[0, 1\], got 1.5/],
+    [{ minSamples: -1 }, /minSamples must be a non-negative integer/],
+    [{ tieMargin: Number.NaN }, /tieMargin must be a number in \[0, 1\]/],
+    [{ stalenessMs: 0 }, /stalenessMs must be a number > 0, got 0/],
+    [{ topicPrefix: "bad prefix" }, /topicPrefix "bad prefix" is invalid/],
+    [{ cache: { initWaitMs: -5 } }, /cache.initWaitMs must be a number >= 0, got -5/],
+    [{ emitter: { maxQueuedEvents: 0 } }, /emitter.maxQueuedEvents must be an integer > 0/],
+    [{ explorationrate: 0.2 } as never, /Router: unknown option "explorationrate"/],
+    [{ successOnReturn: true, successFn: () => true }, /pass successFn or successOnReturn: true, not both/],
+  ];
+  for (const [options, message] of cases) {
+    assert.throws(() => new Router({ ...base, ...options } as RouterOptions), (e: Error) => e instanceof ArgumentError && message.test(e.message), String(message));
+  }
+  const router = new Router(base);
+  assert.throws(() => router.decide({ context: { "bad key": 1 } }), /context key "bad key"/);
+  assert.throws(() => router.decide({ context: { k: "x".repeat(300) } }), /at most 256 characters/);
+  assert.throws(() => router.decide({ context: { k: {} as never } }), /must be a string, number or boolean/);
+});
+
+test("router.report() reports this async context's decision, never another's", async () => {
+  const [router, sink] = make();
+  await router.start();
+  const expected = new Map<string, boolean>();
+  await Promise.all(
+    Array.from({ length: 200 }, async (_, i) => {
+      await nextTurn();
+      const d = router.decide();
+      expected.set(d.traceId, i % 3 === 0);
+      for (let k = 0; k < (i * 7) % 5; k++) await nextTurn();
+      router.report(i % 3 === 0);
+    }),
+  );
+  assert.equal(sink.outcomes.length, 200);
+  for (const o of sink.outcomes) assert.equal(o.success, expected.get(o.trace_id as string));
+  assert.equal(router.stats().duplicateReports, 0);
+});
+
+test("router.report() with no decision in this context is NoCurrentDecision", async () => {
+  const [router] = make();
+  await assert.rejects(
+    (async () => {
+      await nextTurn();
+      router.report(true);
+    })(),
+    NoCurrentDecision,
+  );
+});
+
+test("trace ids are unique and decisions never wait", () => {
+  const [router] = make({ source: new UnavailableSnapshotSource() });
+  const ids = new Set(Array.from({ length: 1000 }, () => router.decide().traceId));
+  assert.equal(ids.size, 1000);
+});

@@ -1,0 +1,238 @@
+"""Test vectors for the TypeScript SDK, generated from the Python SDK's sampling.
+
+    .venv/bin/python sdk-typescript/vectors/generate.py      # rewrites vectors.json
+
+The TypeScript unit tests replay them (test/unit/vectors.test.ts); a Python test
+(tests/unit/test_sdk_typescript_vectors.py) regenerates them and fails when the committed file
+is no longer what the Python SDK produces, so the two SDKs cannot drift apart silently.
+
+- ``quantiles``: the Beta quantile tables at sampled knots (numbers; compared to 1e-9).
+- ``choices``: each case is a list of uniforms fed to ``choose`` by a scripted random source
+  (``randrange(n)`` is ``int(u * n)`` of the next uniform, as in the TypeScript SDK); the
+  expected index, reason and number of uniforms used are exact.
+- ``frequencies``: counts of (index, reason) over many seeded decisions. The two SDKs use
+  different generators, so they agree only statistically: the test compares proportions with a
+  tolerance of a few standard errors of the difference of two binomial proportions.
+- ``murmur2``: the partition of trace-id keys, as the Python producer's partitioner
+  (murmur2, as the Java client's) puts them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+
+from producer_sdk.sampling import (
+    QUANTILE_KNOTS,
+    Arm,
+    ArmSet,
+    SamplingParams,
+    beta_quantiles,
+    choose,
+)
+
+OUT = Path(__file__).with_name("vectors.json")
+K = QUANTILE_KNOTS
+KNOTS = sorted({*range(0, K + 1, 16), 1, 2, 3, K - 2, K - 1})
+BETAS = [(2.0, 1.0), (1.0, 3.0), (5.0, 5.0), (20.5, 3.25), (3.0, 40.0), (951.0, 52.0), (1.5, 1.5)]
+CASES_PER_SCENARIO = 200
+DECISIONS = 40_000
+
+SCENARIOS: list[dict[str, Any]] = [
+    {
+        "name": "all cold: uniform",
+        "params": {},
+        "arms": [{"name": "a"}, {"name": "b"}, {"name": "c"}],
+    },
+    {
+        "name": "one clear winner",
+        "params": {},
+        "arms": [
+            {"name": "a", "alpha": 91.0, "beta": 11.0, "n": 100, "cold": False},
+            {"name": "b", "alpha": 61.0, "beta": 41.0, "n": 100, "cold": False},
+        ],
+    },
+    {
+        "name": "close posteriors, cost breaks the tie",
+        "params": {"exploration_rate": 0.05},
+        "arms": [
+            {
+                "name": "pricey",
+                "alpha": 93.0,
+                "beta": 9.0,
+                "n": 100,
+                "cold": False,
+                "mean_cost": 0.02,
+                "mean_latency": 900.0,
+            },
+            {
+                "name": "cheap",
+                "alpha": 91.0,
+                "beta": 11.0,
+                "n": 100,
+                "cold": False,
+                "mean_cost": 0.001,
+                "mean_latency": 400.0,
+            },
+            {
+                "name": "poor",
+                "alpha": 50.0,
+                "beta": 52.0,
+                "n": 100,
+                "cold": False,
+                "mean_cost": 0.0001,
+                "mean_latency": 100.0,
+            },
+        ],
+    },
+    {
+        "name": "exploration prefers cold and stale paths",
+        "params": {"exploration_rate": 0.3},
+        "arms": [
+            {"name": "a", "alpha": 81.0, "beta": 21.0, "n": 100, "cold": False},
+            {"name": "b", "alpha": 71.0, "beta": 31.0, "n": 100, "cold": False},
+            {"name": "new", "n": 3, "cold": True},
+            {"name": "old", "alpha": 40.0, "beta": 10.0, "n": 48, "cold": False, "stale": True},
+        ],
+    },
+    {
+        "name": "degrading path only probed",
+        "params": {"exploration_rate": 0.1, "recovery_probe_rate": 0.05},
+        "arms": [
+            {"name": "a", "alpha": 41.0, "beta": 11.0, "n": 50, "cold": False},
+            {
+                "name": "broken",
+                "alpha": 3.0,
+                "beta": 30.0,
+                "n": 200,
+                "cold": False,
+                "degrading": True,
+            },
+            {"name": "c", "alpha": 35.0, "beta": 17.0, "n": 50, "cold": False},
+        ],
+    },
+    {
+        "name": "every other path degrading",
+        "params": {"exploration_rate": 0.2, "recovery_probe_rate": 0.02},
+        "arms": [
+            {"name": "a", "alpha": 41.0, "beta": 11.0, "n": 50, "cold": False},
+            {"name": "b", "alpha": 4.0, "beta": 30.0, "n": 50, "cold": False, "degrading": True},
+        ],
+    },
+    {
+        "name": "latency breaks the tie when cost is unknown",
+        "params": {"exploration_rate": 0.0, "tie_margin": 0.1},
+        "arms": [
+            {
+                "name": "slow",
+                "alpha": 30.0,
+                "beta": 10.0,
+                "n": 40,
+                "cold": False,
+                "mean_latency": 2000.0,
+            },
+            {
+                "name": "fast",
+                "alpha": 28.0,
+                "beta": 12.0,
+                "n": 40,
+                "cold": False,
+                "mean_latency": 300.0,
+            },
+        ],
+    },
+    {
+        "name": "single path",
+        "params": {},
+        "arms": [{"name": "only", "alpha": 5.0, "beta": 2.0, "n": 30, "cold": False}],
+    },
+]
+
+
+class Scripted:
+    """A random source that plays back given uniforms."""
+
+    def __init__(self, uniforms: list[float]) -> None:
+        self.uniforms = uniforms
+        self.used = 0
+
+    def random(self) -> float:
+        u = self.uniforms[self.used]
+        self.used += 1
+        return u
+
+    def randrange(self, n: int) -> int:
+        return int(self.random() * n)
+
+
+def arm_set(scenario: dict[str, Any]) -> tuple[ArmSet, SamplingParams]:
+    params = SamplingParams(**scenario["params"])
+    arms = []
+    for spec in scenario["arms"]:
+        alpha, beta = spec.get("alpha", 1.0), spec.get("beta", 1.0)
+        arms.append(Arm(**spec, tables=beta_quantiles(alpha, beta)))
+    return ArmSet(arms, params.tie_margin), params
+
+
+def generate() -> dict[str, Any]:
+    quantiles = []
+    for alpha, beta in BETAS:
+        main, lower, upper = beta_quantiles(alpha, beta)
+        quantiles.append(
+            {
+                "alpha": alpha,
+                "beta": beta,
+                "knots": KNOTS,
+                "main": [main[k] for k in KNOTS],
+                "lower": [lower[k] for k in KNOTS],
+                "upper": [upper[k] for k in KNOTS],
+            }
+        )
+    choices, frequencies = [], []
+    for number, scenario in enumerate(SCENARIOS):
+        arms, params = arm_set(scenario)
+        rng = random.Random(1000 + number)
+        cases = []
+        for _ in range(CASES_PER_SCENARIO):
+            uniforms = [rng.random() for _ in range(2 * len(scenario["arms"]) + 3)]
+            scripted = Scripted(uniforms)
+            index, reason = choose(arms, scripted, params)
+            cases.append(
+                {"uniforms": uniforms, "index": index, "reason": reason, "used": scripted.used}
+            )
+        choices.append({**scenario, "cases": cases})
+        seeded = random.Random(2000 + number)
+        counts: dict[str, int] = {}
+        for _ in range(DECISIONS):
+            index, reason = choose(arms, seeded, params)
+            key = f"{index}:{reason}"
+            counts[key] = counts.get(key, 0) + 1
+        counts = dict(sorted(counts.items()))
+        frequencies.append({**scenario, "decisions": DECISIONS, "counts": counts})
+    keys = [f"{random.Random(7).getrandbits(48):012x}-{i:x}" for i in range(1, 40)]
+    keys += ["a", "summarize-1-0", "0123456789abcdef-ff", "x" * 128]
+    partitions = {
+        str(n): [(murmur2(key.encode()) & 0x7FFFFFFF) % n for key in keys] for n in (1, 4, 12, 64)
+    }
+    return {
+        "generated_by": "sdk-typescript/vectors/generate.py from producer_sdk.sampling",
+        "quantile_knots": K,
+        "quantiles": quantiles,
+        "choices": choices,
+        "frequencies": frequencies,
+        "murmur2": {"keys": keys, "partitions": partitions},
+    }
+
+
+def render() -> str:
+    return json.dumps(generate(), indent=1, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    OUT.write_text(render(), encoding="utf-8")
+    sys.stdout.write(f"wrote {OUT}\n")
