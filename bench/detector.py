@@ -24,9 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from stream_workers.local.simulation import bernoulli_stream as stream  # noqa: E402
-from stream_workers.pipeline.posterior import BetaDropDetector  # noqa: E402
+from stream_workers.pipeline.posterior.detectors import BetaDropDetector  # noqa: E402
 
-WINDOW, MIN_DROP, BEFORE = 50, 0.1, 400
+_WORKERS = BetaDropDetector()  # the workers' defaults
+WINDOW, MIN_DROP, BEFORE = _WORKERS.window, _WORKERS.min_drop, 400
 
 
 class ThresholdRule:

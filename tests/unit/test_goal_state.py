@@ -9,8 +9,7 @@ import pytest
 
 from schemas import JoinPosition, PolicySnapshot
 from stream_workers.pipeline.join import Item, build_deltas
-from stream_workers.pipeline.posterior import DecayedBeta
-from stream_workers.pipeline.posterior.state import GoalState, PosteriorConfig
+from stream_workers.pipeline.posterior import DecayedBeta, GoalState, PosteriorConfig
 
 DAY = 86400.0
 

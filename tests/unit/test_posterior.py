@@ -8,15 +8,10 @@ import statistics
 
 import pytest
 
+from schemas.beta import beta_cdf, prob_below, prob_below_at_most
 from stream_workers.local.simulation import bernoulli_stream as stream
-from stream_workers.pipeline.posterior import (
-    BetaDropDetector,
-    DecayedBeta,
-    NoopDetector,
-    beta_cdf,
-    prob_below,
-    prob_below_at_most,
-)
+from stream_workers.pipeline.posterior import DecayedBeta
+from stream_workers.pipeline.posterior.detectors import BetaDropDetector
 
 DAY = 24 * 3600.0
 
@@ -174,12 +169,6 @@ def test_simulation_detection_delay_false_alarms_and_small_drops() -> None:
     assert median <= 30
     assert all(count <= 1 for count in false_alarms.values())
     assert small == 0
-
-
-def test_noop_detector_never_alerts() -> None:
-    detector = NoopDetector()
-    assert all(detector.update(0.0, float(i)) is None for i in range(500))
-    assert len(detector.recent()) == 50
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import heapq
 import time
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from schemas import DegradationAlert, PathDelta, PathStats, PathStatus, PolicySnapshot
-from stream_workers.pipeline.posterior.beta import DecayedBeta
-from stream_workers.pipeline.posterior.detector import BetaDropDetector, Transition
+from stream_workers.pipeline.posterior.decayed import HALF_LIFE, DecayedBeta
+from stream_workers.pipeline.posterior.detectors import (
+    BetaDropDetector,
+    Detector,
+    DetectorFactory,
+    Transition,
+)
 from stream_workers.pipeline.posterior.frontier import FrontierSet
 
 __all__ = ["GoalState", "PosteriorConfig"]
@@ -24,31 +30,32 @@ __all__ = ["GoalState", "PosteriorConfig"]
 
 @dataclass(frozen=True, slots=True)
 class PosteriorConfig:
-    half_life: float = 24 * 3600.0
-    window: int = 50
-    min_drop: float = 0.1
-    confidence: float = 0.9999
-    min_recent: int = 20
+    """How the stage learns and judges a goal's paths. Durations are seconds."""
+
+    half_life: float = HALF_LIFE
     min_samples: int = 20
     staleness: float = 7 * 24 * 3600.0
     #: partitions of the input topics, where deltas come from: once every one has sent a goal
     #: deltas, its detectors wait for the slowest active one instead of a fixed lag
     source_partitions: int | None = None
+    #: makes each path's detector, given ``half_life``
+    detector: DetectorFactory = BetaDropDetector
+    #: ``BetaDropDetector``'s ``window`` and ``min_drop`` as keywords of the config, the way
+    #: callers that copy the settings field by field pass them; they replace ``detector``
+    window: InitVar[int | None] = None
+    min_drop: InitVar[float | None] = None
 
-    def detector(self) -> BetaDropDetector:
-        return BetaDropDetector(
-            window=self.window,
-            min_drop=self.min_drop,
-            confidence=self.confidence,
-            min_recent=self.min_recent,
-            half_life=self.half_life,
-        )
+    def __post_init__(self, window: int | None, min_drop: float | None) -> None:
+        if window is not None or min_drop is not None:
+            knobs: dict[str, Any] = {"window": window, "min_drop": min_drop}
+            factory = partial(BetaDropDetector, **{k: v for k, v in knobs.items() if v is not None})
+            object.__setattr__(self, "detector", factory)
 
 
 @dataclass(slots=True)
 class _Path:
     posterior: DecayedBeta
-    detector: BetaDropDetector
+    detector: Detector
     # Items waiting to reach the detector in event-time order:
     # (event_time, arrival order, reward, trigger, arrival wall time)
     waiting: list[tuple[float, int, float, str, float]] = field(default_factory=list)
@@ -86,8 +93,9 @@ class GoalState:
     def _path(self, name: str) -> _Path:
         state = self.paths.get(name)
         if state is None:
+            half_life = self.config.half_life
             state = self.paths[name] = _Path(
-                DecayedBeta(self.config.half_life), self.config.detector()
+                DecayedBeta(half_life), self.config.detector(half_life=half_life)
             )
         return state
 
@@ -151,10 +159,12 @@ class GoalState:
                 # in the posterior, not yet seen by the detector: newer still).
                 pending = [(r, t) for t, _, r, _, _ in waiting]
                 state.posterior.reset(state.detector.recent() + pending)
-                alerts.append(self._alert(name, change, trigger, at))
+                alerts.append(self._alert(name, state.detector.name, change, trigger, at))
         return alerts
 
-    def _alert(self, path: str, change: Transition, trigger: str, at: float) -> DegradationAlert:
+    def _alert(
+        self, path: str, detector: str, change: Transition, trigger: str, at: float
+    ) -> DegradationAlert:
         return DegradationAlert(
             alert_id=f"{self.goal}:{path}:{change.state}:{trigger}",
             goal=self.goal,
@@ -164,7 +174,7 @@ class GoalState:
             recent_n=change.recent_n,
             baseline_rate=change.baseline_rate,
             baseline_n=max(0.0, change.baseline_n),
-            detector=BetaDropDetector.name,
+            detector=detector,
             evidence=change.evidence,
             detected_at=_utc(at),
         )
@@ -186,14 +196,13 @@ class GoalState:
             detector = state.detector
             recent_n = min(detector.recent_n, state.n)
             recent_sum = sum(r for r, _ in detector.recent()[-recent_n:]) if recent_n else 0.0
-            baseline = detector.baseline
             paths[name] = PathStats(
                 alpha=state.posterior.alpha,
                 beta=state.posterior.beta,
                 n=state.n,
                 recent_n=recent_n,
                 recent_successes=min(recent_sum, float(recent_n)),
-                baseline_rate=baseline.mean if baseline.n else None,
+                baseline_rate=detector.baseline_rate,
                 mean_cost_usd=state.cost_sum / state.cost_n if state.cost_n else None,
                 mean_latency_ms=state.latency_sum / state.latency_n if state.latency_n else None,
                 last_outcome_at=_utc(state.last_event_at) if state.last_event_at else None,

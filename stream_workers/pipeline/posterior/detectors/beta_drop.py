@@ -1,12 +1,12 @@
-"""Degradation detectors: one per (goal, path), fed outcomes in event-time order (pure).
+"""``BetaDropDetector``: the recent window against the decayed history, two Beta posteriors.
 
-``BetaDropDetector`` compares the recent window (the last ``window`` outcomes) with the
-baseline (the decayed history of outcomes that left the window). It opens when the recent
-rate is below the baseline by at least ``min_drop`` with probability ``confidence`` under
-the two Beta posteriors, never with fewer than ``min_recent`` recent outcomes. While open the
-baseline is frozen (the bad outcomes do not become the new normal); it resolves when the
-recent window's rate is back within ``min_drop / 2`` of that baseline (hysteresis: confident
-to open, a point estimate to resolve, with a margin between the two).
+It compares the recent window (the last ``window`` outcomes) with the baseline (the decayed
+history of outcomes that left the window). It opens when the recent rate is below the
+baseline by at least ``min_drop`` with probability ``confidence`` under the two Beta
+posteriors, never with fewer than ``min_recent`` recent outcomes. While open the baseline is
+frozen (the bad outcomes do not become the new normal); it resolves when the recent window's
+rate is back within ``min_drop / 2`` of that baseline (hysteresis: confident to open, a point
+estimate to resolve, with a margin between the two).
 
 The test runs after every outcome over overlapping windows, so the per-check confidence must
 be far above the nominal 0.99. Measured over 200 seeded runs each: at 0.99 a 0.95 -> 0.85
@@ -17,57 +17,19 @@ default) in none, while a 0.95 -> 0.30 drop is detected after a median of 24 out
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar
 
-from stream_workers.pipeline.posterior.beta import DecayedBeta, prob_below, prob_below_at_most
+from schemas.beta import prob_below, prob_below_at_most
+from stream_workers.pipeline.posterior.decayed import HALF_LIFE, DecayedBeta
+from stream_workers.pipeline.posterior.detectors.protocol import Transition
 
-__all__ = ["BetaDropDetector", "Detector", "NoopDetector", "Transition"]
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """A detector changed state on the outcome it was just given."""
-
-    state: Literal["open", "resolved"]
-    recent_rate: float
-    recent_n: int
-    baseline_rate: float
-    baseline_n: float
-    evidence: float
-
-
-class Detector(Protocol):
-    name: str
-
-    @property
-    def is_open(self) -> bool: ...
-
-    def update(self, reward: float, event_time: float) -> Transition | None: ...
-
-    def recent(self) -> list[tuple[float, float]]:
-        """The recent window as (reward, event_time), oldest first."""
-
-
-class NoopDetector:
-    """Never alerts (for tests and for goals that opt out)."""
-
-    name = "noop"
-    is_open = False
-
-    def __init__(self) -> None:
-        self._recent: deque[tuple[float, float]] = deque(maxlen=50)
-
-    def update(self, reward: float, event_time: float) -> Transition | None:
-        self._recent.append((reward, event_time))
-        return None
-
-    def recent(self) -> list[tuple[float, float]]:
-        return list(self._recent)
+__all__ = ["BetaDropDetector"]
 
 
 class BetaDropDetector:
-    name = "beta-drop"
+    """Constructor arguments are kept as given; ``baseline`` is the decayed history."""
+
+    name: ClassVar[str] = "beta-drop"
 
     def __init__(
         self,
@@ -77,7 +39,7 @@ class BetaDropDetector:
         confidence: float = 0.9999,
         min_recent: int = 20,
         min_baseline: float = 20.0,
-        half_life: float = 24 * 3600.0,
+        half_life: float = HALF_LIFE,
     ) -> None:
         if not 1 <= min_recent <= window:
             raise ValueError(f"min_recent must be in [1, window], got {min_recent}")
@@ -90,6 +52,7 @@ class BetaDropDetector:
         self.confidence = confidence
         self.min_recent = min_recent
         self.min_baseline = min_baseline
+        self.half_life = half_life
         self._recent: deque[tuple[float, float]] = deque()
         self._recent_sum = 0.0
         self.baseline = DecayedBeta(half_life)
@@ -102,6 +65,10 @@ class BetaDropDetector:
     @property
     def recent_n(self) -> int:
         return len(self._recent)
+
+    @property
+    def baseline_rate(self) -> float | None:
+        return self.baseline.mean if self.baseline.n else None
 
     @property
     def recent_rate(self) -> float:
