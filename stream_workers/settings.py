@@ -1,7 +1,9 @@
 """Settings of the worker processes and the CLI (environment prefix ``OUTROUTE_``).
 
 Everything in :class:`schemas.OutrouteSettings`, plus what only the workers need. Durations are
-seconds.
+seconds. The join's and the posterior's knobs take their defaults from the parts they configure
+(``JoinConfig``, ``PosteriorConfig``, ``BetaDropDetector``); ``JoinConfig.from_settings`` and
+``PosteriorConfig.from_settings`` build those parts' configs from these settings.
 
 =================================  ==========  ==================================================
 variable                           default     meaning
@@ -35,8 +37,16 @@ from typing import Literal
 from pydantic import Field, SecretStr
 
 from schemas import OutrouteSettings
+from stream_workers.pipeline.join.state import JoinConfig
+from stream_workers.pipeline.posterior.detectors import BetaDropDetector
+from stream_workers.pipeline.posterior.state import PosteriorConfig
 
 __all__ = ["WorkerSettings"]
+
+# The join's and the posterior's knobs default to what the parts themselves default to.
+_JOIN = JoinConfig()
+_POSTERIOR = PosteriorConfig()
+_DETECTOR = BetaDropDetector()
 
 
 class WorkerSettings(OutrouteSettings):
@@ -45,25 +55,25 @@ class WorkerSettings(OutrouteSettings):
     replication_factor: int = Field(
         default=1, ge=1, le=32, description="Replication factor of topics created by outroute."
     )
-    outcome_window: float = Field(default=3600.0, gt=0)
+    outcome_window: float = Field(default=_JOIN.outcome_window, gt=0)
     window_overrides: dict[str, float] = Field(default_factory=dict)
-    orphan_grace: float = Field(default=120.0, gt=0)
+    orphan_grace: float = Field(default=_JOIN.orphan_grace, gt=0)
     #: An event dated more than this after its Kafka message's timestamp is dead-lettered: read
     #: as it says, it would move the event-time clocks past every open window and decay all
     #: history. Backfill rows may not be dated later than this after now.
     max_clock_skew: float = Field(default=300.0, gt=0)
-    on_timeout: Literal["ignore", "failure"] = "ignore"
-    duplicate_horizon: float = Field(default=120.0, gt=0)
-    max_pending: int = Field(default=1_000_000, ge=1)
+    on_timeout: Literal["ignore", "failure"] = _JOIN.on_timeout
+    duplicate_horizon: float = Field(default=_JOIN.duplicate_horizon, gt=0)
+    max_pending: int = Field(default=_JOIN.max_pending, ge=1)
     flush_interval: float = Field(default=0.1, gt=0, le=10)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     metrics_bind: str = "0.0.0.0"
     session_timeout: float = Field(default=6.0, ge=1, le=300)
-    half_life: float = Field(default=24 * 3600.0, gt=0)
-    detector_window: int = Field(default=50, ge=5, le=10_000)
-    min_drop: float = Field(default=0.1, gt=0, lt=1)
-    min_samples: int = Field(default=20, ge=0)
-    staleness: float = Field(default=7 * 24 * 3600.0, gt=0)
+    half_life: float = Field(default=_POSTERIOR.half_life, gt=0)
+    detector_window: int = Field(default=_DETECTOR.window, ge=5, le=10_000)
+    min_drop: float = Field(default=_DETECTOR.min_drop, gt=0, lt=1)
+    min_samples: int = Field(default=_POSTERIOR.min_samples, ge=0)
+    staleness: float = Field(default=_POSTERIOR.staleness, gt=0)
     publish_interval: float = Field(default=0.2, gt=0, le=60)
     alerts_webhook_url: str | None = Field(default=None, pattern=r"^(https?://\S+)?$")
     alerts_webhook_secret: SecretStr | None = None

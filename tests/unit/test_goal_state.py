@@ -10,6 +10,8 @@ import pytest
 from schemas import JoinPosition, PolicySnapshot
 from stream_workers.pipeline.join import Item, build_deltas
 from stream_workers.pipeline.posterior import DecayedBeta, GoalState, PosteriorConfig
+from stream_workers.pipeline.posterior.detectors import BetaDropDetector
+from stream_workers.settings import WorkerSettings
 
 DAY = 86400.0
 
@@ -186,3 +188,37 @@ def test_items_wait_for_every_active_partition_then_for_the_wall_clock_lag() -> 
     # Partition 1 has sent nothing for 2 s of wall time: it no longer holds items back.
     state.release(wall=102.6)
     assert state.paths["a"].detector.recent_n == 41
+
+
+def test_config_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HALF_LIFE", "DETECTOR_WINDOW", "MIN_DROP", "MIN_SAMPLES", "STALENESS"):
+        monkeypatch.delenv(f"OUTROUTE_{name}", raising=False)
+    monkeypatch.delenv("OUTROUTE_PARTITIONS", raising=False)
+    config, default = PosteriorConfig.from_settings(WorkerSettings()), PosteriorConfig()
+    assert (config.half_life, config.min_samples, config.staleness, config.source_partitions) == (
+        default.half_life,
+        default.min_samples,
+        default.staleness,
+        WorkerSettings().partitions,
+    )
+    built, fresh = config.detector(half_life=DAY), BetaDropDetector()
+    assert isinstance(built, BetaDropDetector)
+    assert (built.window, built.min_drop, built.confidence, built.min_recent) == (
+        fresh.window,
+        fresh.min_drop,
+        fresh.confidence,
+        fresh.min_recent,
+    )
+    settings = WorkerSettings(
+        half_life=60.0, detector_window=80, min_drop=0.2, min_samples=5, staleness=9.0, partitions=3
+    )
+    config = PosteriorConfig.from_settings(settings)
+    assert (config.half_life, config.min_samples, config.staleness, config.source_partitions) == (
+        60.0,
+        5,
+        9.0,
+        3,
+    )
+    detector = GoalState("g", config)._path("a").detector
+    assert isinstance(detector, BetaDropDetector)
+    assert (detector.window, detector.min_drop, detector.half_life) == (80, 0.2, 60.0)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from schemas import DecisionEvent, OutcomeEvent
 from stream_workers.pipeline.join import JoinConfig, PartitionJoin, build_deltas
+from stream_workers.settings import WorkerSettings
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -225,3 +227,25 @@ def test_deltas_group_by_goal_and_path_in_order() -> None:
 def test_bad_config(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
         JoinConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_config_from_settings_takes_every_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    for field in fields(JoinConfig):
+        monkeypatch.delenv(f"OUTROUTE_{field.name.upper()}", raising=False)
+    assert JoinConfig.from_settings(WorkerSettings()) == JoinConfig()
+    settings = WorkerSettings(
+        outcome_window=60.0,
+        window_overrides={"fast": 5.0},
+        orphan_grace=7.0,
+        on_timeout="failure",
+        duplicate_horizon=9.0,
+        max_pending=3,
+    )
+    assert JoinConfig.from_settings(settings) == JoinConfig(
+        outcome_window=60.0,
+        window_overrides={"fast": 5.0},
+        orphan_grace=7.0,
+        on_timeout="failure",
+        duplicate_horizon=9.0,
+        max_pending=3,
+    )

@@ -13,10 +13,13 @@ from __future__ import annotations
 import heapq
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Final, Literal
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Final, Literal
 
 from schemas import DecisionEvent, JoinPosition, OutcomeEvent
+
+if TYPE_CHECKING:
+    from stream_workers.settings import WorkerSettings
 
 __all__ = ["COUNTERS", "Item", "JoinConfig", "PartitionJoin"]
 
@@ -37,7 +40,11 @@ COUNTERS: Final = (
 
 @dataclass(frozen=True, slots=True)
 class JoinConfig:
-    """Join semantics. Durations are seconds of event time."""
+    """Join semantics. Durations are seconds of event time.
+
+    The defaults are the workers' (``WorkerSettings`` takes its defaults from here);
+    ``from_settings`` builds the config the settings describe.
+    """
 
     outcome_window: float = 3600.0
     window_overrides: Mapping[str, float] = field(default_factory=dict)
@@ -57,6 +64,11 @@ class JoinConfig:
             raise ValueError(f"on_timeout must be 'ignore' or 'failure', got {self.on_timeout!r}")
         if self.max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {self.max_pending!r}")
+
+    @classmethod
+    def from_settings(cls, settings: WorkerSettings) -> JoinConfig:
+        """Every field takes the setting of the same name."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
 
     def window(self, goal: str) -> float:
         return self.window_overrides.get(goal, self.outcome_window)

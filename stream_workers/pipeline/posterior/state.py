@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import heapq
 import time
-from dataclasses import InitVar, dataclass, field
+from dataclasses import InitVar, dataclass, field, fields
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from schemas import DegradationAlert, PathDelta, PathStats, PathStatus, PolicySnapshot
+from schemas.policy import MIN_SAMPLES, STALENESS
 from stream_workers.pipeline.posterior.decayed import HALF_LIFE, DecayedBeta
 from stream_workers.pipeline.posterior.detectors import (
     BetaDropDetector,
@@ -25,16 +26,23 @@ from stream_workers.pipeline.posterior.detectors import (
 )
 from stream_workers.pipeline.posterior.frontier import FrontierSet
 
+if TYPE_CHECKING:
+    from stream_workers.settings import WorkerSettings
+
 __all__ = ["GoalState", "PosteriorConfig"]
 
 
 @dataclass(frozen=True, slots=True)
 class PosteriorConfig:
-    """How the stage learns and judges a goal's paths. Durations are seconds."""
+    """How the stage learns and judges a goal's paths. Durations are seconds.
+
+    The defaults are the workers' (``WorkerSettings`` takes its defaults from here and from
+    the detector's constructor); ``from_settings`` builds the config the settings describe.
+    """
 
     half_life: float = HALF_LIFE
-    min_samples: int = 20
-    staleness: float = 7 * 24 * 3600.0
+    min_samples: int = MIN_SAMPLES
+    staleness: float = STALENESS
     #: partitions of the input topics, where deltas come from: once every one has sent a goal
     #: deltas, its detectors wait for the slowest active one instead of a fixed lag
     source_partitions: int | None = None
@@ -50,6 +58,20 @@ class PosteriorConfig:
             knobs: dict[str, Any] = {"window": window, "min_drop": min_drop}
             factory = partial(BetaDropDetector, **{k: v for k, v in knobs.items() if v is not None})
             object.__setattr__(self, "detector", factory)
+
+    @classmethod
+    def from_settings(cls, settings: WorkerSettings) -> PosteriorConfig:
+        """Fields named like a setting take its value; the input topics' partition count
+        (``partitions``) bounds the detectors' wait; the detector is a ``BetaDropDetector``
+        with ``detector_window`` and ``min_drop``."""
+        named = type(settings).model_fields
+        return cls(
+            **{f.name: getattr(settings, f.name) for f in fields(cls) if f.name in named},
+            source_partitions=settings.partitions,
+            detector=partial(
+                BetaDropDetector, window=settings.detector_window, min_drop=settings.min_drop
+            ),
+        )
 
 
 @dataclass(slots=True)
