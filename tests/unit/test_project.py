@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import schemas
 import stream_workers
 import stream_workers.local
 import stream_workers.ops
+import stream_workers.ops.backfill
 import stream_workers.pipeline
 from schemas import DecisionEvent, OutcomeEvent
 from stream_workers.cli import build_parser, main
@@ -58,7 +61,7 @@ def _assert_all_is_sorted_and_real(module: Any) -> None:
 
 
 PACKAGES = [schemas, producer_sdk, stream_workers, stream_workers.local, stream_workers.ops]
-PACKAGES += [stream_workers.pipeline]
+PACKAGES += [stream_workers.pipeline, stream_workers.ops.backfill]
 
 
 @pytest.mark.parametrize("module", PACKAGES, ids=lambda m: m.__name__)
@@ -79,6 +82,28 @@ def test_no_module_outgrows_one_concept() -> None:
 COMMANDS = [[], ["demo"], ["topics"], ["topics", "create"], ["topics", "describe"], ["schemas"]]
 COMMANDS += [["schemas", "export"], ["worker"], ["alerts"], ["alerts", "tail"]]
 COMMANDS += [["alerts", "forward"], ["backfill"], ["policy"], ["goals"]]
+
+
+def _commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, command in action.choices.items():
+                yield from _commands(command, (*path, name))
+
+
+def test_each_command_group_module_adds_exactly_the_listed_commands() -> None:
+    """The parser has the commands COMMANDS lists, no more, each run by its group's module
+    (``goals`` lives with ``policy``)."""
+    commands = dict(_commands(build_parser()))
+    assert set(commands) == {tuple(c) for c in COMMANDS}
+    for path, parser in commands.items():
+        func = parser.get_default("func")
+        if func is not None:
+            group = {"goals": "policy"}.get(path[0], path[0])
+            assert func.__module__ == f"stream_workers.cli.{group}", path
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "outroute")
