@@ -219,6 +219,8 @@ def test_config_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         9.0,
         3,
     )
-    detector = GoalState("g", config)._path("a").detector
+    state = GoalState("g", config)
+    state.apply(deltas_for([("a", 1.0)])[0])
+    detector = state.paths["a"].detector
     assert isinstance(detector, BetaDropDetector)
     assert (detector.window, detector.min_drop, detector.half_life) == (80, 0.2, 60.0)
