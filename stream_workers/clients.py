@@ -8,14 +8,12 @@ error at start-up, naming it, rather than a silently insecure connection.
 from __future__ import annotations
 
 import ssl
-import time
 from typing import Any, Final
 
 from stream_workers.errors import WorkerError
 from stream_workers.settings import WorkerSettings
 
 __all__ = [
-    "Backoff",
     "aiokafka_options",
     "close_clients",
     "faust_broker_credentials",
@@ -173,22 +171,3 @@ async def close_clients(consumer: Any, producer: Any, redis: Any) -> None:
         finally:
             if redis is not None:
                 await redis.aclose()
-
-
-class Backoff:
-    """When to retry: 0.5 s after a failure, doubling to at most 10 s."""
-
-    def __init__(self) -> None:
-        self._delay = 0.0
-        self._at = 0.0
-
-    def due(self) -> bool:
-        return time.monotonic() >= self._at
-
-    def failed(self) -> None:
-        self._delay = min(10.0, max(0.5, self._delay * 2))
-        self._at = time.monotonic() + self._delay
-
-    def reset(self) -> None:
-        self._delay = 0.0
-        self._at = 0.0

@@ -70,7 +70,8 @@ class WorkerSettings(OutrouteSettings):
     metrics_bind: str = "0.0.0.0"
     session_timeout: float = Field(default=6.0, ge=1, le=300)
     half_life: float = Field(default=_POSTERIOR.half_life, gt=0)
-    detector_window: int = Field(default=_DETECTOR.window, ge=5, le=10_000)
+    #: at least the detector's minimum of recent outcomes, which an alert needs
+    detector_window: int = Field(default=_DETECTOR.window, ge=_DETECTOR.min_recent, le=10_000)
     min_drop: float = Field(default=_DETECTOR.min_drop, gt=0, lt=1)
     min_samples: int = Field(default=_POSTERIOR.min_samples, ge=0)
     staleness: float = Field(default=_POSTERIOR.staleness, gt=0)

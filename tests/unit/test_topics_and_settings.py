@@ -151,3 +151,14 @@ def test_bad_redis_url_error_does_not_leak_password() -> None:
 def test_redact_url() -> None:
     assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
     assert redact_url("redis://user:pw@h:1/0") == "redis://user:***@h:1/0"
+
+
+def test_a_detector_window_too_small_for_an_alert_is_refused_at_start() -> None:
+    # An alert needs 20 recent outcomes: a smaller window could never open one, and the
+    # detector would refuse it only when the worker first saw a path.
+    with pytest.raises(ValidationError) as info:
+        WorkerSettings(detector_window=19)
+    error = info.value.errors()[0]
+    assert error["loc"][0] == "detector_window"
+    assert "greater than or equal to 20" in error["msg"]
+    assert WorkerSettings(detector_window=20).detector_window == 20

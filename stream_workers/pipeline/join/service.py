@@ -1,10 +1,10 @@
 """JoinService: reads decisions and outcomes, joins them per partition, emits PathDeltas.
 
-A thin aiokafka loop inside the Faust app, not Faust streams: Faust's per-message machinery
-caps a join at ~5k events/s here (research notes), a batched loop is an order of magnitude
-faster. State is per partition and rebuilt from the input topics on assignment
-(docs/recovery.md); the checkpoint lives in Redis, not in Kafka offsets, because the embedded
-broker drops commit metadata and answers offset lookups wrongly.
+A batched aiokafka loop (``BatchStage``) inside the Faust app, not Faust streams: a Faust Table
+join, one event at a time, measured ~5k events/s here, this loop over 100k (BENCHMARKS.md).
+State is per partition and rebuilt from the input topics on assignment (docs/recovery.md);
+the checkpoint lives in Redis, not in Kafka offsets, because the embedded broker drops commit
+metadata and answers offset lookups wrongly.
 
 Each tick (``flush_interval``): expire, build deltas, send them and any dead letters, wait for
 the broker's acknowledgements, then write the checkpoints. If a send fails, the same messages
@@ -18,33 +18,23 @@ import base64
 import gc
 import json
 import logging
-import time
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Final
 
-import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from mode import Service
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from schemas import DecisionEvent, JoinPosition, OutcomeEvent
-from stream_workers.clients import (
-    Backoff,
-    close_clients,
-    group_consumer,
-    redis_client,
-    start_producer,
-)
+from stream_workers.clients import group_consumer
 from stream_workers.pipeline.join.deltas import build_deltas
 from stream_workers.pipeline.join.state import COUNTERS, JoinConfig, PartitionJoin
+from stream_workers.pipeline.stage import BatchStage, Message
 from stream_workers.settings import WorkerSettings
 
 __all__ = ["JoinService"]
-
-log = logging.getLogger("outroute.join")
 
 _EXPIRE_PER_TICK: Final = 20_000
 _MAX_RECORDS: Final = 20_000
@@ -54,85 +44,46 @@ _MAX_RECORDS: Final = 20_000
 _MAX_SKEW: Final = 1.0
 
 
-def config_from(settings: WorkerSettings) -> JoinConfig:
-    return JoinConfig(
-        outcome_window=settings.outcome_window,
-        window_overrides=dict(settings.window_overrides),
-        orphan_grace=settings.orphan_grace,
-        on_timeout=settings.on_timeout,
-        duplicate_horizon=settings.duplicate_horizon,
-        max_pending=settings.max_pending,
-    )
-
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, service: JoinService) -> None:
-        self._service = service
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self._service.release({tp.partition for tp in revoked})
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self._service.take(assigned)
-
-
-class JoinService(Service):
+class JoinService(BatchStage):
     """The join stage of one worker process."""
 
+    logger = logging.getLogger("outroute.join")
+
     def __init__(self, settings: WorkerSettings, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.settings = settings
-        self.config = config_from(settings)
         topics = settings.topics()
         self._decisions = topics.decisions.name
         self._outcomes = topics.outcomes.name
+        super().__init__(
+            settings,
+            group=settings.join_group,
+            topics=[self._decisions, self._outcomes],
+            interval=settings.flush_interval,
+            max_records=_MAX_RECORDS,
+            **kwargs,
+        )
+        self.config = JoinConfig.from_settings(settings)
         self._deltas_topic = topics.path_deltas.name
         self._dead_letter = topics.dead_letter.name
         self._keys_prefix = f"{settings.redis_key_prefix}:join:{settings.topic_prefix}"
         self._joins: dict[int, PartitionJoin] = {}
         self._paused: set[int] = set()
-        #: assigned partitions whose state could not be restored yet -> paused since
-        self._waiting: dict[int, float] = {}
-        #: counts partitions taken; the count when each partition was taken
-        self._generation = 0
+        #: the value of ``assignments`` when each partition was taken
         self._taken_in: dict[int, int] = {}
-        self._unsent: list[tuple[str, bytes | None, bytes]] = []
-        self._lock = asyncio.Lock()
-        self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
-        self._redis: aioredis.Redis | None = None
+        self._unsent: list[Message] = []
         self.totals: dict[str, Counter[str]] = {name: Counter() for name in COUNTERS}
         self.deltas_sent = 0
         self.checkpoints_written = 0
-        self.checkpoint_errors = 0
-        self.send_errors = 0
         self.restore_failures = 0
         self.ready = asyncio.Event()
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    async def on_start(self) -> None:
-        self._redis = redis_client(self.settings)
-        self._producer = await start_producer(self.settings)
-        self._consumer = group_consumer(
+    def make_consumer(self) -> AIOKafkaConsumer:
+        return group_consumer(
             self.settings,
-            self.settings.join_group,
+            self.group,
             # Range assignment gives one process partition p of both topics (co-partitioned).
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
-        self._consumer.subscribe([self._decisions, self._outcomes], listener=_Listener(self))
-        await self._consumer.start()
-        self.add_future(self._run())
-
-    async def on_stop(self) -> None:
-        try:
-            async with self._lock:
-                await self._flush(final=True)
-                if self._joins:  # the group learns of it when the consumer leaves, next
-                    log.info("partitions %s: checkpointed and released", sorted(self._joins))
-        finally:
-            await close_clients(self._consumer, self._producer, self._redis)
 
     # -- assignment --------------------------------------------------------------------------
 
@@ -144,16 +95,16 @@ class JoinService(Service):
         by_partition: dict[int, set[str]] = {}
         for tp in assigned:
             by_partition.setdefault(tp.partition, set()).add(tp.topic)
-        consumer = self._consumer
-        if consumer is None or self._redis is None:
+        consumer = self.consumer
+        if consumer is None or self.redis is None:
             return
-        async with self._lock:
+        async with self.lock:
             todo = []
             for partition, topics in sorted(by_partition.items()):
-                if partition in self._joins or partition in self._waiting:
+                if partition in self._joins or partition in self.waiting:
                     continue
                 if topics != {self._decisions, self._outcomes}:
-                    log.error(
+                    self.logger.error(
                         "partition %d of only %s assigned; decisions and outcomes must be "
                         "co-partitioned and assigned together (paused, not read)",
                         partition,
@@ -176,6 +127,9 @@ class JoinService(Service):
             TopicPartition(self._outcomes, partition),
         ]
 
+    async def restore_waiting(self, consumer: AIOKafkaConsumer) -> None:
+        await self._restore_partitions(consumer, sorted(self.waiting))
+
     async def _restore_partitions(self, consumer: AIOKafkaConsumer, partitions: list[int]) -> None:
         """Rebuild assigned partitions from their checkpoints and seek to them. When a
         checkpoint cannot be read (Redis away, a checkpoint that does not parse) that partition
@@ -183,9 +137,9 @@ class JoinService(Service):
         them with backoff (one timeout per try, not one per partition)."""
         for i, partition in enumerate(partitions):
             try:
-                if self._redis is None:
+                if self.redis is None:
                     raise ConnectionError("the join service has not started")
-                join = self._restore(partition, await self._redis.get(self._key(partition)))
+                join = self._restore(partition, await self.redis.get(self._key(partition)))
             except (RedisError, OSError, ValueError, KeyError, TypeError) as exc:
                 for waiting in partitions[i:]:
                     self._wait(consumer, waiting, exc)
@@ -193,12 +147,11 @@ class JoinService(Service):
             self._start(consumer, partition, join)
 
     def _wait(self, consumer: AIOKafkaConsumer, partition: int, exc: BaseException) -> None:
-        if partition in self._waiting:
+        if partition in self.waiting:
             return
-        consumer.pause(*self._tps(partition))
-        self._waiting[partition] = time.monotonic()
+        self.pause_waiting(consumer, partition, *self._tps(partition))
         self.restore_failures += 1
-        log.warning(
+        self.logger.warning(
             "partition %d: cannot restore its join state (%s: %s); paused, retrying until "
             "it can be read",
             partition,
@@ -207,18 +160,15 @@ class JoinService(Service):
         )
 
     def _start(self, consumer: AIOKafkaConsumer, partition: int, join: PartitionJoin) -> None:
-        self._generation += 1
-        self._taken_in[partition] = self._generation
+        self._taken_in[partition] = self.assignments
         self._joins[partition] = join
         start_d, start_o = join.position.decisions, join.position.outcomes
         for tp, offset in zip(self._tps(partition), (start_d, start_o), strict=True):
             consumer.seek(tp, offset)
-        waited_since = self._waiting.pop(partition, None)
-        if waited_since is not None:
-            consumer.resume(*self._tps(partition))
-            waited = time.monotonic() - waited_since
-            log.warning("partition %d: restored after %.1f s paused", partition, waited)
-        log.info(
+        if partition in self.waiting:
+            waited = self.resume_restored(consumer, partition, *self._tps(partition))
+            self.logger.warning("partition %d: restored after %.1f s paused", partition, waited)
+        self.logger.info(
             "partition %d: rebuilding from decisions %d, outcomes %d", partition, start_d, start_o
         )
 
@@ -239,19 +189,19 @@ class JoinService(Service):
 
     async def release(self, partitions: set[int]) -> None:
         """Flush and checkpoint partitions that are being taken away, then forget them."""
-        async with self._lock:
-            await self._flush(final=True, only=partitions)
+        async with self.lock:
+            await self._flush(only=partitions)
             released = []
             for partition in sorted(partitions):
                 self._paused.discard(partition)
-                self._waiting.pop(partition, None)
+                self.waiting.pop(partition, None)
                 join = self._joins.pop(partition, None)
                 self._taken_in.pop(partition, None)
                 if join is not None:
                     self._absorb(join)
                     released.append(partition)
             if released:
-                log.info("partitions %s: checkpointed and released", released)
+                self.logger.info("partitions %s: checkpointed and released", released)
 
     def _absorb(self, join: PartitionJoin) -> None:
         for name, counter in join.counters.items():
@@ -260,43 +210,25 @@ class JoinService(Service):
 
     # -- the loop ----------------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        consumer = self._consumer
-        if consumer is None:
-            return
-        interval = self.settings.flush_interval
-        next_flush = time.monotonic() + interval
-        retry = Backoff()
-        while not self.should_stop:
-            generation = self._generation
-            batch = await consumer.getmany(timeout_ms=int(interval * 500), max_records=_MAX_RECORDS)
-            async with self._lock:
-                for tp, messages in batch.items():
-                    join = self._joins.get(tp.partition)
-                    if join is None:
-                        continue
-                    if self._taken_in[tp.partition] > generation:
-                        # Taken (and sought to its checkpoint) by a rebalance while this batch
-                        # was fetched: its records may come from before that seek, and read
-                        # as they are they would move the position backwards. Read them again.
-                        start = join.position
-                        decisions = tp.topic == self._decisions
-                        consumer.seek(tp, start.decisions if decisions else start.outcomes)
-                        continue
-                    self._process(join, tp.topic, messages)
-                # After the batch: it may hold records of a waiting partition fetched before
-                # it was paused, from a position its checkpoint does not start at.
-                if self._waiting and retry.due():
-                    await self._restore_partitions(consumer, sorted(self._waiting))
-                    if self._waiting:
-                        retry.failed()
-                    else:
-                        retry.reset()
-                self._balance(consumer)
-                now = time.monotonic()
-                if now >= next_flush:
-                    await self._flush()
-                    next_flush = now + interval
+    def process(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]], fetched_in: int
+    ) -> None:
+        for tp, messages in batch.items():
+            join = self._joins.get(tp.partition)
+            if join is None:
+                continue
+            if self._taken_in[tp.partition] > fetched_in:
+                # Taken (and sought to its checkpoint) by a rebalance while this batch was
+                # fetched: its records may come from before that seek, and read as they are
+                # they would move the position backwards. Read them again.
+                start = join.position
+                decisions = tp.topic == self._decisions
+                consumer.seek(tp, start.decisions if decisions else start.outcomes)
+                continue
+            self._process(join, tp.topic, messages)
+
+    async def after_batch(self, consumer: AIOKafkaConsumer) -> None:
+        self._balance(consumer)
 
     def _balance(self, consumer: AIOKafkaConsumer) -> None:
         """Pause partitions that run ahead in event time; resume them when the others catch
@@ -310,10 +242,7 @@ class JoinService(Service):
         slowest = min(behind.values()) if len(behind) > 1 else None
         for partition, join in self._joins.items():
             ahead = slowest is not None and join.outcome_time > slowest + _MAX_SKEW
-            tps = [
-                TopicPartition(self._decisions, partition),
-                TopicPartition(self._outcomes, partition),
-            ]
+            tps = self._tps(partition)
             if ahead and partition not in self._paused:
                 consumer.pause(*tps)
                 self._paused.add(partition)
@@ -369,7 +298,12 @@ class JoinService(Service):
         }
         self._unsent.append((self._dead_letter, message.key, json.dumps(record).encode()))
 
-    async def _flush(self, *, final: bool = False, only: set[int] | None = None) -> None:
+    async def tick(self, *, final: bool = False) -> None:
+        await self._flush()
+        if final and self._joins:  # the group learns of it when the consumer leaves, next
+            self.logger.info("partitions %s: checkpointed and released", sorted(self._joins))
+
+    async def _flush(self, *, only: set[int] | None = None) -> None:
         joins = {p: j for p, j in self._joins.items() if only is None or p in only}
         for partition, join in joins.items():
             join.expire(_EXPIRE_PER_TICK)
@@ -384,28 +318,23 @@ class JoinService(Service):
         await self._checkpoint(joins)
 
     async def _send_unsent(self) -> bool:
-        producer = self._producer
-        if not self._unsent or producer is None:
-            return producer is not None
+        if not self._unsent or self.producer is None:
+            return self.producer is not None
         try:
-            futures = [
-                await producer.send(topic, value=value, key=key)
-                for topic, key, value in self._unsent
-            ]
-            await asyncio.gather(*futures)
+            await self.send_acknowledged(self._unsent)
         except Exception as exc:  # broker away: keep the messages, retry on the next tick
-            self.send_errors += 1
-            if self.send_errors == 1 or self.send_errors % 100 == 0:
-                log.warning("sending %d messages failed (%s); retrying", len(self._unsent), exc)
+            self.failures.record(
+                "send", 100, "sending %d messages failed (%s); retrying", len(self._unsent), exc
+            )
             return False
         self.deltas_sent += sum(1 for topic, _, _ in self._unsent if topic == self._deltas_topic)
         self._unsent = []
         return True
 
     async def _checkpoint(self, joins: dict[int, PartitionJoin]) -> None:
-        if self._redis is None:
+        if self.redis is None:
             return
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self.redis.pipeline(transaction=False)
         written = 0
         for partition, join in joins.items():
             if join.replaying:
@@ -423,9 +352,9 @@ class JoinService(Service):
             await pipe.execute()
             self.checkpoints_written += written
         except Exception as exc:  # Redis away: a restart replays more, the frontier dedups
-            self.checkpoint_errors += 1
-            if self.checkpoint_errors == 1 or self.checkpoint_errors % 100 == 0:
-                log.warning("writing join checkpoints failed (%s); retrying", exc)
+            self.failures.record(
+                "checkpoint", 100, "writing join checkpoints failed (%s); retrying", exc
+            )
 
     # -- inspection --------------------------------------------------------------------------
 
@@ -445,7 +374,7 @@ class JoinService(Service):
     @property
     def waiting_partitions(self) -> list[int]:
         """Partitions assigned to this worker whose state could not be restored yet (paused)."""
-        return sorted(self._waiting)
+        return sorted(self.waiting)
 
     def pending(self) -> int:
         return sum(j.pending for j in self._joins.values())

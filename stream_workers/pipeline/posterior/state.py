@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from dataclasses import InitVar, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -48,16 +48,6 @@ class PosteriorConfig:
     source_partitions: int | None = None
     #: makes each path's detector, given ``half_life``
     detector: DetectorFactory = BetaDropDetector
-    #: ``BetaDropDetector``'s ``window`` and ``min_drop`` as keywords of the config, the way
-    #: callers that copy the settings field by field pass them; they replace ``detector``
-    window: InitVar[int | None] = None
-    min_drop: InitVar[float | None] = None
-
-    def __post_init__(self, window: int | None, min_drop: float | None) -> None:
-        if window is not None or min_drop is not None:
-            knobs: dict[str, Any] = {"window": window, "min_drop": min_drop}
-            factory = partial(BetaDropDetector, **{k: v for k, v in knobs.items() if v is not None})
-            object.__setattr__(self, "detector", factory)
 
     @classmethod
     def from_settings(cls, settings: WorkerSettings) -> PosteriorConfig:
