@@ -1,34 +1,35 @@
-"""The routing benchmark's seeded worlds and the reference policies it compares. Pure, no I/O.
+"""The routing benchmark's seeded scenarios and its measures. Pure, no I/O.
 
-A :class:`Scenario` is a goal whose paths' success rates change over a run of ``requests``
-requests: piecewise linear in the fraction of the run done, so a sudden drop is two knots at
-the same fraction and a drift is two knots apart. Every (request, path) pair has one uniform
-draw, fixed by the seed: a path succeeds on request ``i`` when its draw is below its rate at
-``i``. Every policy sees the same draws, so differences between policies are the policies'.
-
-The reference policies answer one request at a time and learn (where they learn) from the
-outcome at once, with no pipeline in between:
-
-- :class:`StaticChain`: the paths in a fixed order; the next one is tried when a path raises
-  (``check=False``), or also when its output fails the success check (``check=True``).
-- :class:`PlainThompson`: Beta(1 + s, 1 + f) per path, no decay, no detector, no exploration.
-- :class:`Oracle`: the path with the highest true rate at that request (cheapest on ties).
+The worlds, the reference policies and ``run_reference`` are the demo's as well; they live in
+``stream_workers.local.simulation`` and are re-exported here for the benchmark.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final
+
+from schemas.beta import beta_cdf
+from stream_workers.local.simulation import (
+    Attempt,
+    Oracle,
+    PlainThompson,
+    Policy,
+    RunRecord,
+    Scenario,
+    ScenarioPath,
+    StaticChain,
+    World,
+    run_reference,
+)
 
 __all__ = [
     "SCENARIOS",
     "Attempt",
     "Oracle",
     "PlainThompson",
+    "Policy",
     "RunRecord",
     "Scenario",
     "ScenarioPath",
@@ -38,70 +39,6 @@ __all__ = [
     "requests_until_share",
     "run_reference",
 ]
-
-
-@dataclass(frozen=True)
-class ScenarioPath:
-    name: str
-    #: (fraction of the run, success rate) knots, linear in between, flat outside
-    rates: tuple[tuple[float, float], ...]
-    cost_usd: float
-    latency_ms: float
-    #: failures of this path are exceptions (a timeout, a 5xx), not bad outputs
-    raises: bool = False
-    #: the fraction of the run from which the path exists (a path added mid-run)
-    available_from: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not self.rates:
-            raise ValueError(f"path {self.name!r}: rates needs at least one knot")
-        fractions = [f for f, _ in self.rates]
-        if fractions != sorted(fractions) or not all(0.0 <= f <= 1.0 for f in fractions):
-            raise ValueError(f"path {self.name!r}: knot fractions must rise within [0, 1]")
-        if not all(0.0 <= r <= 1.0 for _, r in self.rates):
-            raise ValueError(f"path {self.name!r}: success rates must be in [0, 1]")
-
-    def rate(self, fraction: float) -> float:
-        knots = self.rates
-        if fraction < knots[0][0]:
-            return knots[0][1]
-        for (f0, r0), (f1, r1) in itertools.pairwise(knots):
-            if f0 <= fraction < f1:
-                return r0 + (r1 - r0) * (fraction - f0) / (f1 - f0)
-        return knots[-1][1]
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    description: str
-    paths: tuple[ScenarioPath, ...]
-    #: (phase name, fraction of the run where it starts), in order, the first at 0
-    phases: tuple[tuple[str, float], ...]
-    #: the path whose traffic is watched: it degrades, recovers, or (new path) arrives
-    watch: str
-    #: when the watched path starts to go bad / comes back / arrives (fractions)
-    degrade_at: float | None = None
-    recover_at: float | None = None
-
-    def __post_init__(self) -> None:
-        names = [p.name for p in self.paths]
-        if len(set(names)) != len(names):
-            raise ValueError(f"scenario {self.name!r}: path names repeat")
-        if self.watch not in names:
-            raise ValueError(f"scenario {self.name!r}: watch {self.watch!r} is not a path")
-        if not self.phases or self.phases[0][1] != 0.0:
-            raise ValueError(f"scenario {self.name!r}: the first phase must start at 0")
-
-    @property
-    def phase_names(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.phases)
-
-    def path(self, name: str) -> ScenarioPath:
-        for spec in self.paths:
-            if spec.name == name:
-                return spec
-        raise KeyError(name)
 
 
 _BEST, _SECOND, _THIRD = 0.98, 0.97, 0.90
@@ -178,144 +115,6 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
 )
 
 
-class World:
-    """One scenario's run of ``requests`` requests under one seed."""
-
-    def __init__(self, scenario: Scenario, requests: int, seed: int) -> None:
-        if requests < 1:
-            raise ValueError(f"requests must be >= 1, got {requests!r}")
-        self.scenario = scenario
-        self.requests = requests
-        self.seed = seed
-        rng = random.Random(f"{scenario.name}/{seed}")
-        width = len(scenario.paths)
-        self._draws = [[rng.random() for _ in range(width)] for _ in range(requests)]
-        self._index = {p.name: i for i, p in enumerate(scenario.paths)}
-        phases = scenario.phases
-        self._phase_starts = [(name, math.ceil(start * requests)) for name, start in phases]
-
-    def fraction(self, i: int) -> float:
-        return i / self.requests
-
-    def at(self, fraction: float | None) -> int | None:
-        """The first request index at or after ``fraction`` of the run."""
-        return None if fraction is None else math.ceil(fraction * self.requests)
-
-    def phase(self, i: int) -> str:
-        current = self._phase_starts[0][0]
-        for name, start in self._phase_starts:
-            if i >= start:
-                current = name
-        return current
-
-    def available(self, i: int) -> tuple[str, ...]:
-        fraction = self.fraction(i)
-        return tuple(p.name for p in self.scenario.paths if fraction >= p.available_from)
-
-    def rate(self, path: str, i: int) -> float:
-        return self.scenario.paths[self._index[path]].rate(self.fraction(i))
-
-    def attempt(self, path: str, i: int) -> Attempt:
-        """What calling ``path`` for request ``i`` gives (the same for every policy)."""
-        spec = self.scenario.paths[self._index[path]]
-        ok = self._draws[i][self._index[path]] < spec.rate(self.fraction(i))
-        return Attempt(
-            path,
-            ok,
-            raised=not ok and spec.raises,
-            cost_usd=spec.cost_usd,
-            latency_ms=spec.latency_ms,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    path: str
-    ok: bool
-    raised: bool
-    cost_usd: float
-    latency_ms: float
-
-
-@dataclass
-class RunRecord:
-    """One policy's run: per request, the first path it tried, whether the request ended well,
-    and what all its attempts cost."""
-
-    paths: list[str] = field(default_factory=list)
-    ok: list[bool] = field(default_factory=list)
-    cost_usd: list[float] = field(default_factory=list)
-    latency_ms: list[float] = field(default_factory=list)
-
-    def add(self, attempts: Sequence[Attempt]) -> None:
-        self.paths.append(attempts[0].path)
-        self.ok.append(attempts[-1].ok)
-        self.cost_usd.append(sum(a.cost_usd for a in attempts))
-        self.latency_ms.append(sum(a.latency_ms for a in attempts))
-
-    def success(self, start: int = 0, stop: int | None = None) -> float:
-        part = self.ok[start:stop]
-        return sum(part) / len(part) if part else math.nan
-
-
-class Policy(Protocol):
-    def answer(self, world: World, i: int) -> list[Attempt]: ...
-
-
-class StaticChain:
-    """The paths present at the start, in the scenario's order; it never learns of new ones."""
-
-    def __init__(self, check: bool) -> None:
-        self.check = check
-
-    def answer(self, world: World, i: int) -> list[Attempt]:
-        attempts = []
-        for path in world.available(0):
-            attempt = world.attempt(path, i)
-            attempts.append(attempt)
-            if attempt.ok or not (attempt.raised or self.check):
-                break
-        return attempts
-
-
-class PlainThompson:
-    """Textbook Thompson sampling over the paths available at each request."""
-
-    def __init__(self, seed: int) -> None:
-        self._rng = random.Random(seed)
-        self._counts: dict[str, list[float]] = {}
-
-    def answer(self, world: World, i: int) -> list[Attempt]:
-        best, best_draw = "", -1.0
-        for path in world.available(i):
-            s, f = self._counts.setdefault(path, [0.0, 0.0])
-            draw = self._rng.betavariate(1.0 + s, 1.0 + f)
-            if draw > best_draw:
-                best, best_draw = path, draw
-        attempt = world.attempt(best, i)
-        self._counts[best][0 if attempt.ok else 1] += 1.0
-        return [attempt]
-
-
-class Oracle:
-    """Knows every path's true rate at every request."""
-
-    def answer(self, world: World, i: int) -> list[Attempt]:
-        scenario = world.scenario
-        best = max(
-            world.available(i),
-            key=lambda p: (world.rate(p, i), -scenario.path(p).cost_usd),
-        )
-        return [world.attempt(best, i)]
-
-
-def run_reference(world: World, policy: Policy) -> RunRecord:
-    record = RunRecord()
-    for i in range(world.requests):
-        record.add(policy.answer(world, i))
-    return record
-
-
 def requests_until_share(
     paths: Sequence[str],
     path: str,
@@ -344,7 +143,6 @@ def requests_until_share(
 
 def _t_quantile(p: float, df: int) -> float:
     """Student's t quantile by bisection on its CDF (df >= 1), to 1e-9."""
-    from stream_workers.pipeline.posterior import beta_cdf
 
     def cdf(t: float) -> float:
         tail = 0.5 * beta_cdf(df / (df + t * t), df / 2.0, 0.5)

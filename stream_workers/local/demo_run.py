@@ -20,7 +20,7 @@ from rich.text import Text
 from schemas import DegradationAlert
 from stream_workers.clients import sync_redis
 from stream_workers.errors import WorkerError
-from stream_workers.local.simulation import PHASES, Tally, World, fallback_chain
+from stream_workers.local.simulation import DEMO, StaticChain, Tally, World
 from stream_workers.local.stack import _Child, start_worker
 from stream_workers.settings import WorkerSettings
 
@@ -91,7 +91,7 @@ def simulate(
     """Run the simulated traffic; print the summary; return the tallies per policy."""
     from producer_sdk import CacheOptions, Router
 
-    world = World(requests, seed=seed)
+    world = World(DEMO, requests, seed=seed)
     redis = sync_redis(settings, "the demo")
     console.print("starting a worker (join, posteriors, detector, snapshots) ...")
     worker = start_worker(settings, stopping=stop.is_set)
@@ -134,6 +134,7 @@ def _drive(
     worker: _Child,
 ) -> None:
     recent: deque[tuple[str, bool]] = deque(maxlen=_RECENT)
+    chain_policy = StaticChain(check=False)
     seen: set[str] = set()
     log_every = max(1, world.requests // 20)
     alert_lines: list[str] = []
@@ -154,15 +155,15 @@ def _drive(
                 stop.wait(ahead)
             phase = world.phase(i)
             decision = router.decide()
-            ok = world.outcome(decision.path, i)
-            spec = world.spec(decision.path)
-            decision.report(success=ok, cost_usd=spec.cost_usd, latency_ms=spec.latency_ms)
-            tallies["outroute"].add(phase, decision.path, ok, spec.cost_usd)
-            recent.append((decision.path, ok))
-            chain = fallback_chain(world, i)
-            tallies["fallback chain"].add(
-                phase, chain, world.outcome(chain, i), world.spec(chain).cost_usd
+            attempt = world.attempt(decision.path, i)
+            decision.report(
+                success=attempt.ok, cost_usd=attempt.cost_usd, latency_ms=attempt.latency_ms
             )
+            tallies["outroute"].add(phase, decision.path, attempt.ok, attempt.cost_usd)
+            recent.append((decision.path, attempt.ok))
+            # The degradation gives bad outputs, not exceptions: the chain never moves on.
+            (chain,) = chain_policy.answer(world, i)
+            tallies["fallback chain"].add(phase, chain.path, chain.ok, chain.cost_usd)
             now = time.monotonic()
             if now >= next_refresh:
                 next_refresh = now + 0.25
@@ -194,13 +195,13 @@ def _drive(
 def _summary(console: Console, world: World, tallies: dict[str, Tally]) -> None:
     table = Table(title="success rate: outroute vs a hard-coded fallback chain, same requests")
     table.add_column("policy")
-    for name, _ in PHASES:
+    for name in world.scenario.phase_names:
         table.add_column(name, justify="right")
     table.add_column("overall", justify="right")
     table.add_column("cost $", justify="right")
     for policy, tally in tallies.items():
         cells = []
-        for name, _ in PHASES:
+        for name in world.scenario.phase_names:
             rate = tally.rate(name)
             cells.append("-" if rate is None else f"{rate:.1%}")
         overall = tally.rate()
