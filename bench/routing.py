@@ -323,7 +323,7 @@ def plot(path: Path, by_scenario: dict[str, list[Run]], window: int = 200) -> st
 
 
 def verdict(summaries: list[dict[str, Any]]) -> list[str]:
-    """The target (DESIGN.md): during a silent degradation >= 95% success, within 3 points of
+    """The target: during a silent degradation >= 95% success, within 3 points of
     the oracle, where a static chain gets far less."""
     lines = []
     for summary in summaries:

@@ -24,7 +24,7 @@ __all__ = [
 MAX_CANDIDATES: Final = 64
 
 Reason = Literal["exploit", "explore", "cold_start", "forced", "fallback"]
-"""Why a path was chosen (see DESIGN.md, "Sampling")."""
+"""Why a path was chosen: the rules in ``producer_sdk.sampling`` and ``docs/sdk.md``."""
 REASONS: Final[tuple[str, ...]] = get_args(Reason)
 
 FailureCategory = Literal[
