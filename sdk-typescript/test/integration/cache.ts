@@ -1,0 +1,80 @@
+/**
+ * The policy cache against a real Redis that the test stops and starts again: pub/sub
+ * delivers an update (the poll interval is a minute, so only the subscription can), Redis away
+ * keeps the last snapshot and marks it stale while decide() goes on, Redis back is read again.
+ */
+
+import { createClient } from "redis";
+
+import { Router, silentLogger } from "../../src/index.js";
+import { InMemorySink } from "../../src/testing.js";
+import { check, result, step, waitUntil } from "./common.js";
+
+const url = process.env.OUTROUTE_REDIS_URL!;
+const prefix = process.env.OUTROUTE_REDIS_KEY_PREFIX!;
+const goal = "ts-cache";
+
+function snapshot(version: number, good: string): string {
+  const paths: Record<string, object> = {};
+  for (const name of ["a", "b"]) {
+    const strong = name === good;
+    paths[name] = {
+      alpha: strong ? 95 : 5, beta: strong ? 5 : 95, n: 100, recent_n: 0, recent_successes: 0,
+      baseline_rate: null, mean_cost_usd: null, mean_latency_ms: null,
+      last_outcome_at: new Date().toISOString(), status: "healthy",
+    };
+  }
+  return JSON.stringify({ goal, version, generated_at: new Date().toISOString(), paths });
+}
+
+const sink = new InMemorySink();
+const router = Router.fromEnv({
+  goal, paths: ["a", "b"], eventSink: sink, explorationRate: 0, logger: silentLogger, seed: 5,
+  cache: { pollIntervalMs: 60_000, maxStalenessMs: 1000, initWaitMs: 5000 },
+});
+const writer = createClient({ url });
+writer.on("error", () => undefined);
+await writer.connect();
+await writer.set(`${prefix}:policy:${goal}`, snapshot(1, "a"));
+
+await router.start();
+check(router.stats().policyVersion === 1, `version after start: ${router.stats().policyVersion}`);
+check(router.decide().path === "a", "the snapshot's strong path is chosen");
+
+// An update arrives by pub/sub, within the poll interval of a minute (once the router's
+// subscription is there: a message published before it would be nobody's).
+const channel = `${prefix}:policy-updates`;
+await waitUntil(async () => {
+  const reply = (await writer.sendCommand(["PUBSUB", "NUMSUB", channel])) as unknown[];
+  return Number(reply[1]) >= 1;
+}, 20, "the router's subscription");
+await writer.set(`${prefix}:policy:${goal}`, snapshot(2, "b"));
+await writer.publish(`${prefix}:policy-updates`, goal);
+await waitUntil(() => router.stats().policyVersion === 2, 20, "the published update");
+check(router.decide().path === "b", "the updated snapshot's strong path is chosen");
+writer.destroy();
+
+await step("subscribed");  // the test stops Redis now
+let decided = 0;
+await waitUntil(() => {
+  for (let i = 0; i < 10; i++) {
+    const d = router.decide();
+    check(d.path === "b" && d.policyVersion === 2 && d.reason === "exploit", `decision while Redis is away: ${d}`);
+    decided += 1;
+  }
+  return router.stats().policyStale;
+}, 30, "the policy to be marked stale");
+const away = router.stats();
+check(away.policyErrors >= 1, "errors counted while Redis is away");
+
+await step("stale", { decided });  // the test starts Redis again, empty
+const back = createClient({ url });
+back.on("error", () => undefined);
+await back.connect();
+await back.set(`${prefix}:policy:${goal}`, snapshot(3, "a"));
+await back.publish(`${prefix}:policy-updates`, goal);
+await waitUntil(() => router.stats().policyVersion === 3 && !router.stats().policyStale, 30, "Redis back");
+check(router.decide().path === "a", "the new snapshot is followed");
+back.destroy();
+await router.close(1000);
+result({ decidedWhileAway: decided, away, back: router.stats() });
