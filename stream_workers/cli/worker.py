@@ -14,12 +14,14 @@ __all__ = ["add_commands"]
 def add_commands(commands: Commands) -> None:
     worker = commands.add_parser(
         "worker",
-        help="run a pipeline worker (join stage) until SIGTERM or Ctrl-C",
-        description="Run one worker process: it joins decisions with outcomes for the input "
-        "partitions it is assigned and emits per-(goal, path) deltas. Start several to share "
-        "the partitions. Refuses to start unless decisions and outcomes are co-partitioned. "
-        "Join settings (OUTROUTE_OUTCOME_WINDOW, OUTROUTE_ORPHAN_GRACE, OUTROUTE_ON_TIMEOUT, "
-        "...) come from the environment; see docs/deploy.md.",
+        help="run a pipeline worker (join and posterior stages) until SIGTERM or Ctrl-C",
+        description="Run one worker process with both stages: the join stage joins decisions "
+        "with outcomes for the input partitions it is assigned and emits per-(goal, path) "
+        "deltas; the posterior stage turns the deltas of its goals into posteriors, alerts and "
+        "the policy snapshots in Redis. Start several to share the partitions. Refuses to "
+        "start unless decisions and outcomes are co-partitioned. Settings (OUTROUTE_OUTCOME_"
+        "WINDOW, OUTROUTE_HALF_LIFE, OUTROUTE_DETECTOR_WINDOW, ...) come from the environment; "
+        "see docs/deploy.md.",
     )
     add_connection_flags(worker)
     worker.add_argument(
