@@ -23,6 +23,9 @@ import stream_workers.local
 import stream_workers.ops
 import stream_workers.ops.backfill
 import stream_workers.pipeline
+import stream_workers.pipeline.join
+import stream_workers.pipeline.posterior
+import stream_workers.pipeline.posterior.detectors
 from schemas import DecisionEvent, OutcomeEvent
 from stream_workers.cli import build_parser, main
 
@@ -61,7 +64,8 @@ def _assert_all_is_sorted_and_real(module: Any) -> None:
 
 
 PACKAGES = [schemas, producer_sdk, stream_workers, stream_workers.local, stream_workers.ops]
-PACKAGES += [stream_workers.pipeline, stream_workers.ops.backfill]
+PACKAGES += [stream_workers.pipeline, stream_workers.ops.backfill, stream_workers.pipeline.join]
+PACKAGES += [stream_workers.pipeline.posterior, stream_workers.pipeline.posterior.detectors]
 
 
 @pytest.mark.parametrize("module", PACKAGES, ids=lambda m: m.__name__)
