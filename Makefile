@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP_LOCAL := $(VENV)/.installed-local
 STAMP_DEV   := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck unit integration clean
+.PHONY: demo test lint typecheck unit integration sdk-typescript clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +19,29 @@ $(STAMP_DEV): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
 	touch $@ $(STAMP_LOCAL)
 
+# The TypeScript SDK: npm packages from its lock file, then tsc (strict; the build checks the
+# types of the sources, tests and benchmark) and its unit tests. Its integration tests run
+# from pytest (tests/integration/test_typescript_sdk.py) against the servers pytest starts.
+NPM      ?= npm
+TS       := sdk-typescript
+STAMP_TS := $(TS)/node_modules/.installed
+
+$(STAMP_TS): $(TS)/package.json $(TS)/package-lock.json
+	cd $(TS) && $(NPM) ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+sdk-typescript: $(STAMP_TS) $(STAMP_DEV)
+	cd $(TS) && $(NPM) run --silent build
+	cd $(TS) && OUTROUTE_CLI=$(CURDIR)/$(BIN)/outroute $(NPM) test --silent
+
 demo: $(STAMP_LOCAL)
 	$(BIN)/outroute demo
 
-test: $(STAMP_DEV)
+test: $(STAMP_DEV) $(STAMP_TS)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(MAKE) sdk-typescript
 	$(BIN)/python -m pytest
 
 lint: $(STAMP_DEV)
@@ -43,3 +59,4 @@ integration: $(STAMP_DEV)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(TS)/node_modules $(TS)/build $(TS)/dist
