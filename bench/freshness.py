@@ -6,20 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 from confluent_kafka import Producer
 from rich.console import Console
 from rich.table import Table
 
-from bench._stack import BROKERS, broker_of, worker_env
+from bench._stack import BROKERS, WorkerProcess, broker_of, topics_on
 from schemas import PARTITIONER
-from stream_workers import WorkerSettings, create_topics
+from stream_workers import WorkerSettings
 
 __all__ = ["freshness", "measure_freshness", "print_freshness"]
 
@@ -35,14 +31,7 @@ def freshness(settings: WorkerSettings, pairs_per_s: int, seconds: float) -> dic
     import redis
 
     keys_prefix = f"fresh-{os.getpid()}-{time.time_ns()}"
-    env = worker_env(settings, keys_prefix)
-    log = tempfile.NamedTemporaryFile("w", suffix=".log", delete=False)  # noqa: SIM115
-    worker = subprocess.Popen(
-        [str(Path(sys.executable).parent / "outroute"), "worker"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    worker = WorkerProcess(settings, keys_prefix)
     client = redis.Redis.from_url(settings.redis_url.get_secret_value())
     key = f"{keys_prefix}:policy:fresh"
     pubsub = client.pubsub(ignore_subscribe_messages=True)
@@ -73,8 +62,7 @@ def freshness(settings: WorkerSettings, pairs_per_s: int, seconds: float) -> dic
     producer.flush(10)
     deadline = time.monotonic() + 120
     while client.get(key) is None:
-        if worker.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"worker failed or timed out; log: {log.name}")
+        worker.check(deadline, time.monotonic())
         time.sleep(0.05)
     total = int(pairs_per_s * seconds)
     produced_at: list[float] = []
@@ -108,8 +96,7 @@ def freshness(settings: WorkerSettings, pairs_per_s: int, seconds: float) -> dic
         if count >= total:
             break
     thread.join()
-    worker.terminate()
-    worker.wait(60)
+    worker.stop()
     latencies = []
     j = 0
     for k, t_produced in enumerate(produced_at, start=1):
@@ -139,14 +126,7 @@ def measure_freshness(
 ) -> dict[str, float]:
     with broker_of(kind) as broker:
         broker.start()
-        settings = WorkerSettings(
-            bootstrap_servers=broker.bootstrap_servers,
-            redis_url=redis_url,
-            topic_prefix="fresh",
-            partitions=partitions,
-        )
-        create_topics(settings)
-        return freshness(settings, rate // 2, seconds)
+        return freshness(topics_on(broker, redis_url, "fresh", partitions), rate // 2, seconds)
 
 
 def print_freshness(

@@ -39,11 +39,11 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._stack import BROKERS, broker_of, worker_env  # noqa: E402
+from bench._stack import BROKERS, WorkerProcess, broker_of, topics_on  # noqa: E402
 from bench.freshness import print_freshness  # noqa: E402
 from schemas import PARTITIONER, DecisionEvent, OutcomeEvent, PathDelta  # noqa: E402
 from schemas.settings import DEFAULT_REDIS_URL  # noqa: E402
-from stream_workers import WorkerSettings, create_topics, find_or_start_redis  # noqa: E402
+from stream_workers import WorkerSettings, find_or_start_redis  # noqa: E402
 
 GOALS = {"summarize": ["a", "b", "c"], "classify": ["x", "y"]}
 
@@ -119,15 +119,8 @@ async def raw_consume(settings: WorkerSettings, expected: int) -> float:
 
 
 def run_outroute_worker(settings: WorkerSettings, pairs: int) -> dict[str, float]:
-    env = worker_env(settings, f"bench-{os.getpid()}-{time.time_ns()}")
-    log = tempfile.NamedTemporaryFile("w", suffix=".log", delete=False)  # noqa: SIM115
     started = time.monotonic()
-    worker = subprocess.Popen(
-        [str(Path(sys.executable).parent / "outroute"), "worker"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    worker = WorkerProcess(settings, f"bench-{os.getpid()}-{time.time_ns()}")
     topic = settings.topics().path_deltas
     consumer = Consumer(
         {
@@ -144,8 +137,7 @@ def run_outroute_worker(settings: WorkerSettings, pairs: int) -> dict[str, float
     deadline = time.monotonic() + 600
     try:
         while joined < pairs:
-            if worker.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker failed or timed out; log: {log.name}")
+            worker.check(deadline, time.monotonic())
             for message in consumer.consume(5000, 0.2):
                 if message.error() is not None:
                     continue
@@ -155,8 +147,7 @@ def run_outroute_worker(settings: WorkerSettings, pairs: int) -> dict[str, float
                 joined += PathDelta.model_validate_json(message.value() or b"").count
     finally:
         consumer.close()
-        worker.terminate()
-        worker.wait(60)
+        worker.stop()
     assert first is not None
     assert last is not None
     # The first delta leaves one flush tick (0.1 s) after processing starts: count that tick.
@@ -240,26 +231,14 @@ def measure_throughput(
 ) -> dict[str, float]:
     with broker_of(kind) as broker:
         broker.start()
-        ours = WorkerSettings(
-            bootstrap_servers=broker.bootstrap_servers,
-            redis_url=redis_url,
-            topic_prefix="bench",
-            partitions=partitions,
-        )
-        create_topics(ours)
+        ours = topics_on(broker, redis_url, "bench", partitions)
         console.print(f"{BROKERS[kind]}: preloading {pairs:,} pairs ...")
         preload(ours, pairs)
         raw = asyncio.run(raw_consume(ours, 2 * pairs))
         console.print(f"{BROKERS[kind]}: running outroute worker ...")
         result = {"raw": raw, **run_outroute_worker(ours, pairs)}
         if baseline_pairs:
-            baseline = WorkerSettings(
-                bootstrap_servers=broker.bootstrap_servers,
-                redis_url=redis_url,
-                topic_prefix="fbase",
-                partitions=partitions,
-            )
-            create_topics(baseline)
+            baseline = topics_on(broker, redis_url, "fbase", partitions)
             console.print(f"{BROKERS[kind]}: preloading {baseline_pairs:,} pairs for Faust ...")
             preload(baseline, baseline_pairs)
             console.print(f"{BROKERS[kind]}: running the Faust Table join ...")
