@@ -8,6 +8,7 @@ Topics (``P`` is the topic prefix, ``N`` the configured partition count)::
     P.alerts        key goal       1 partition    DegradationAlert, for ops (total order)
     P.dead-letter   key source key 1 partition    malformed input with the reason
     P.posterior-state key goal     N partitions   the posterior stage's state, compacted
+    P.overrides     key goal       1 partition    every override (disable, enable, pin, unpin)
 
 ``decisions`` and ``outcomes`` MUST have the same partition count and the same key so that a
 trace's decision and outcome land in the same partition number: the join is then local to a
@@ -22,6 +23,15 @@ Redis keys (``R`` is the Redis key prefix)::
     R:goals              set      goals that have a snapshot
     R:policy-updates     channel  a goal name is published after each snapshot write
     R:alerts:<goal>      list     recent DegradationAlert JSON, newest first, capped
+    R:overrides:<goal>   string   the goal's active overrides (GoalOverrides JSON), read by the
+                                  SDKs with the snapshot; a change is published on
+                                  R:policy-updates like a snapshot
+    R:override-log:<goal> list    recent override records, newest first, capped
+    R:history:<goal>:<res>:<bucket>  hash  per-path outcome sums of one time bucket
+                                  (res ``m``: minute, ``h``: hour; bucket: epoch minute or
+                                  hour), written by the posterior stage, expiring
+    R:health:<goal>:<bucket>  hash  the join's counts for the goal in one epoch minute
+                                  (joined, unreported, duplicates, ...), expiring
 """
 
 from __future__ import annotations
@@ -71,6 +81,7 @@ class Topics:
         "outcomes",
         "partitions",
         "path_deltas",
+        "overrides",
         "posterior_state",
         "prefix",
     )
@@ -109,6 +120,10 @@ class Topics:
             },
         )
 
+        self.overrides = TopicSpec(
+            f"{prefix}.overrides", "goal", 1, "who disabled, enabled, pinned a path, when, why"
+        )
+
     def __iter__(self) -> Iterator[TopicSpec]:
         yield from (
             self.decisions,
@@ -117,6 +132,7 @@ class Topics:
             self.alerts,
             self.dead_letter,
             self.posterior_state,
+            self.overrides,
         )
 
     def __repr__(self) -> str:
@@ -139,6 +155,20 @@ class RedisKeys:
 
     def alerts(self, goal: str) -> str:
         return f"{self.prefix}:alerts:{goal}"
+
+    def overrides(self, goal: str) -> str:
+        return f"{self.prefix}:overrides:{goal}"
+
+    def override_log(self, goal: str) -> str:
+        return f"{self.prefix}:override-log:{goal}"
+
+    def history(self, goal: str, resolution: str, bucket: int) -> str:
+        """``resolution`` ``m`` (bucket: epoch minute) or ``h`` (bucket: epoch hour)."""
+        return f"{self.prefix}:history:{goal}:{resolution}:{bucket}"
+
+    def health(self, goal: str, bucket: int) -> str:
+        """The join's counts of ``goal`` in epoch minute ``bucket``."""
+        return f"{self.prefix}:health:{goal}:{bucket}"
 
     def __repr__(self) -> str:
         return f"RedisKeys(prefix={self.prefix!r})"

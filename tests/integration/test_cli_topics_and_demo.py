@@ -39,6 +39,7 @@ def test_topics_create_is_idempotent(settings: WorkerSettings, prefix: str) -> N
         f"{prefix}.alerts": (1, "created"),
         f"{prefix}.dead-letter": (1, "created"),
         f"{prefix}.posterior-state": (3, "created"),
+        f"{prefix}.overrides": (1, "created"),
     }
     again = outroute("topics", "create", *flags, "--partitions", "3", "--json")
     assert again.returncode == 0, again.stderr
@@ -53,6 +54,7 @@ def test_topics_create_is_idempotent(settings: WorkerSettings, prefix: str) -> N
         1,
         1,
         3,
+        1,
     ]
     table = outroute("topics", "describe", *flags)
     assert f"{prefix}.decisions" in table.stdout

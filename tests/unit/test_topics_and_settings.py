@@ -19,6 +19,7 @@ def test_topic_names_keys_and_partitions() -> None:
         "acme.alerts": ("goal", 1),
         "acme.dead-letter": ("source key", 1),
         "acme.posterior-state": ("goal", 6),
+        "acme.overrides": ("goal", 1),
     }
     assert topics.posterior_state.config["cleanup.policy"] == "compact"
 
@@ -33,6 +34,14 @@ def test_bad_topic_prefix_named(prefix: str) -> None:
 def test_bad_partition_count(partitions: object) -> None:
     with pytest.raises(ValueError, match="partitions must be a positive integer"):
         Topics("ok", partitions=partitions)  # type: ignore[arg-type]
+
+
+def test_redis_keys_of_overrides_history_and_health() -> None:
+    keys = RedisKeys("k")
+    assert keys.overrides("g") == "k:overrides:g"
+    assert keys.override_log("g") == "k:override-log:g"
+    assert keys.history("g", "m", 29_000_000) == "k:history:g:m:29000000"
+    assert keys.health("g", 29_000_000) == "k:health:g:29000000"
 
 
 def test_redis_keys() -> None:
