@@ -292,7 +292,7 @@ export class Router {
     if (env.OUTROUTE_REDIS_URL) fromEnv.redisUrl = env.OUTROUTE_REDIS_URL;
     if (env.OUTROUTE_TOPIC_PREFIX) fromEnv.topicPrefix = env.OUTROUTE_TOPIC_PREFIX;
     if (env.OUTROUTE_REDIS_KEY_PREFIX) fromEnv.redisKeyPrefix = env.OUTROUTE_REDIS_KEY_PREFIX;
-    return new Router({ ...fromEnv, ...options });
+    return new this({ ...fromEnv, ...options });
   }
 
   // -- lifecycle ---------------------------------------------------------------------------

@@ -51,7 +51,11 @@ def node() -> str:
         pytest.fail("node and npm are needed for the TypeScript SDK's tests (Node.js 20+)")
     if not (PACKAGE / "node_modules" / ".package-lock.json").exists():
         subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=PACKAGE, check=True)
-    sources = [*PACKAGE.glob("src/*.ts"), *PACKAGE.glob("test/**/*.ts")]
+    sources = [
+        *PACKAGE.glob("src/*.ts"),
+        *PACKAGE.glob("test/**/*.ts"),
+        *PACKAGE.glob("bench/*.ts"),
+    ]
     if _newest(sources) > _newest(list(SCRIPTS.glob("*.js"))):
         subprocess.run([npm, "run", "--silent", "build:test"], cwd=PACKAGE, check=True)
     return binary
@@ -260,3 +264,24 @@ def test_typescript_router_follows_the_python_workers_snapshots(
     # What the TypeScript router decided with is what the worker learned from its outcomes.
     assert snap.paths["fading"].mean < snap.paths["steady"].mean - 0.1, snap
     assert result["policy"]["version"] <= snap.version
+
+
+def test_typescript_benchmark_runs_and_delivers_what_it_produces(
+    node: str, settings: WorkerSettings, topics: Topics, scripts: list[Script]
+) -> None:
+    """A short run of sdk-typescript/bench/decide.js (its figures are not checked here)."""
+    env = _env(settings, BENCH_ITERATIONS=2000, BENCH_LOOP=2000)
+    process = subprocess.run(
+        [node, str(PACKAGE / "build" / "bench" / "decide.js")],
+        cwd=PACKAGE,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    result = json.loads(process.stdout)
+    assert [row["paths"] for row in result["decide"]] == [2, 10, 50]
+    emission = result["emission"]
+    assert emission["produced"] == emission["delivered"] == 4000
+    assert (emission["pending"], emission["dropped"], emission["failed"]) == (0, 0, 0)
