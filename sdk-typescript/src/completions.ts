@@ -136,6 +136,7 @@ export class CompletionStream implements AsyncIterable<ChatCompletionChunk> {
     private readonly call: Call,
     private readonly response: Response,
     private readonly abort: AbortController,
+    private readonly done: () => void,
   ) {}
 
   get decision(): Decision {
@@ -181,6 +182,7 @@ export class CompletionStream implements AsyncIterable<ChatCompletionChunk> {
       throw this.call.error(error);
     } finally {
       if (!this.finished) this.closeEarly();
+      this.done();
       reader.releaseLock();
       void this.response.body?.cancel().catch(() => undefined);
     }
@@ -189,6 +191,7 @@ export class CompletionStream implements AsyncIterable<ChatCompletionChunk> {
   private closeEarly(): void {
     if (this.finished) return;
     this.finished = true;
+    this.done();
     settleFailure(this.call.decision, { latencyMs: this.call.elapsedMs() }, "cancelled", BY);
     this.abort.abort();
   }
@@ -294,6 +297,9 @@ export class ModelCalls {
       throw call.error(error);
     }
     // A stream: the provider's timeout bounds the whole answer, as for a plain call.
-    return new CompletionStream(call, response, abort);
+    return new CompletionStream(call, response, abort, () => {
+      clearTimeout(timer);
+      user?.removeEventListener("abort", onAbort);
+    });
   }
 }
