@@ -1,17 +1,16 @@
 """Path selection: pure functions, no I/O, an explicit RNG.
 
-The rules (DESIGN.md, "Sampling"), in order:
+The rules, in order:
 
 1. ``force_path`` given: that path (``forced``) -- handled by the Router.
 2. No policy could ever be loaded: the first path (``fallback``) -- handled by the Router.
 3. Every candidate has fewer than ``min_samples`` outcomes: uniform (``cold_start``).
 4. With probability ``exploration_rate``: a path other than the Thompson winner, preferring cold
-   or stale paths (``explore``). Paths with an open degradation alert are left out: each
-   costs the failures of a known-bad path. Instead, with probability ``recovery_probe_rate``
-   (at most what exploration leaves) a decision probes one of them, so that a recovery is
-   seen (``explore``); 1% of traffic
-   keeps the price of a broken path to a point or less of success while still giving the
-   detector a window of fresh outcomes within a few thousand decisions.
+   or stale paths (``explore``). Paths with an open degradation alert are left out: each costs
+   the failures of a known-bad path. Instead, with probability ``recovery_probe_rate`` (at most
+   what exploration leaves) a decision probes one of them, so that a recovery is seen
+   (``explore``); 1% of traffic keeps the price of a broken path to a point or less of success
+   while still giving the detector a window of fresh outcomes within a few thousand decisions.
 5. Otherwise theta ~ Beta(alpha, beta) per path and the largest draw wins (``exploit``).
    Trust invariant: success rate dominates. Cost, then latency, break ties only among paths
    whose posterior mean is within ``tie_margin`` of the best posterior mean.
@@ -19,8 +18,8 @@ The rules (DESIGN.md, "Sampling"), in order:
 Drawing from a Beta distribution with ``random.betavariate`` costs about a microsecond, too
 much per path per decision. Each :class:`Arm` therefore carries its posterior's quantile
 function at ``QUANTILE_KNOTS + 1`` evenly spaced probabilities, computed once per snapshot (off
-the hot path) by integrating the density numerically; a draw is a uniform variate pushed
-through that function with linear interpolation (inverse-transform sampling).
+the hot path) by ``schemas.beta.beta_ppf``; a draw is a uniform variate pushed through that
+function with linear interpolation (inverse-transform sampling).
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from schemas import Reason
+from schemas.beta import beta_ppf
 
 __all__ = [
     "QUANTILE_KNOTS",
@@ -45,13 +45,11 @@ __all__ = [
 ]
 
 QUANTILE_KNOTS: Final = 512
-_GRID: Final = 4096
-_WINDOW_SD: Final = 12.0
 
 
 @dataclass(frozen=True, slots=True)
 class SamplingParams:
-    """The knobs of path selection; defaults follow the seeds (10 %, 20 outcomes, 5 points)."""
+    """The knobs of path selection; defaults: 10 % exploration, 20 outcomes, 5 points."""
 
     exploration_rate: float = 0.1
     min_samples: int = 20
@@ -69,43 +67,6 @@ class SamplingParams:
             raise ValueError(f"min_samples must be a non-negative int, got {self.min_samples}")
         if not 0.0 <= self.tie_margin <= 1.0:
             raise ValueError(f"tie_margin must be in [0, 1], got {self.tie_margin}")
-
-
-def _inverse_cdf(alpha: float, beta: float, probabilities: Sequence[float]) -> list[float]:
-    """Quantiles of Beta(alpha, beta) (alpha, beta >= 1) at increasing ``probabilities``."""
-    total = alpha + beta
-    mean = alpha / total
-    sd = math.sqrt(alpha * beta / (total * total * (total + 1.0)))
-    lo = max(0.0, mean - _WINDOW_SD * sd)
-    hi = min(1.0, mean + _WINDOW_SD * sd)
-    width = (hi - lo) / _GRID
-    log_norm = math.lgamma(total) - math.lgamma(alpha) - math.lgamma(beta)
-    a1, b1 = alpha - 1.0, beta - 1.0
-    log, exp = math.log, math.exp
-    # Midpoint rule: the density is evaluated strictly inside (0, 1), never at a boundary.
-    cdf = [0.0]
-    acc = 0.0
-    for i in range(_GRID):
-        x = lo + (i + 0.5) * width
-        acc += exp(log_norm + a1 * log(x) + b1 * log(1.0 - x))
-        cdf.append(acc)
-    mass = acc
-    out = []
-    cell = 0
-    for p in probabilities:
-        if p <= 0.0:
-            out.append(lo)
-            continue
-        if p >= 1.0:
-            out.append(hi)
-            continue
-        target = mass * p
-        while cell < _GRID - 1 and cdf[cell + 1] < target:
-            cell += 1
-        step = cdf[cell + 1] - cdf[cell]
-        frac = (target - cdf[cell]) / step if step > 0 else 0.0
-        out.append(lo + (cell + frac) * width)
-    return out
 
 
 _K: Final = QUANTILE_KNOTS
@@ -126,8 +87,8 @@ def beta_quantiles(alpha: float, beta: float) -> Tables:
         return _UNIFORM_TABLES
     if alpha < 1.0 or beta < 1.0:
         return _tables_by_sampling(alpha, beta)
-    values = _inverse_cdf(alpha, beta, sorted({*_MAIN_P, *_LOWER_P, *_UPPER_P}))
-    at = dict(zip(sorted({*_MAIN_P, *_LOWER_P, *_UPPER_P}), values, strict=True))
+    probabilities = sorted({*_MAIN_P, *_LOWER_P, *_UPPER_P})
+    at = dict(zip(probabilities, beta_ppf(alpha, beta, probabilities), strict=True))
     return (
         tuple(at[p] for p in _MAIN_P),
         tuple(at[p] for p in _LOWER_P),
