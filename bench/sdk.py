@@ -37,7 +37,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from producer_sdk import CacheOptions, EmitterOptions, Router
+from producer_sdk import CacheOptions, ConnectionOptions, EmitterOptions, Router
 from producer_sdk.testing import NullSink, StaticSnapshotSource
 from schemas import PARTITIONER, PathStats, PolicySnapshot, RedisKeys
 from schemas.settings import DEFAULT_REDIS_URL
@@ -98,8 +98,7 @@ def snapshot_pickup(redis_url: str, samples: int) -> dict[str, dict[str, float]]
         "bench",
         paths,
         event_sink=NullSink(),
-        redis_url=redis_url,
-        redis_key_prefix=keys.prefix,
+        connection=ConnectionOptions(redis_url=redis_url, redis_key_prefix=keys.prefix),
         seed=7,
     )
     figures: dict[str, dict[str, float]] = {}
@@ -221,8 +220,9 @@ def main() -> int:
         router = Router(
             "bench",
             paths,
-            kafka_bootstrap_servers=broker.bootstrap_servers,
-            topic_prefix="bench",
+            connection=ConnectionOptions(
+                bootstrap_servers=broker.bootstrap_servers, topic_prefix="bench"
+            ),
             snapshot_source=StaticSnapshotSource(snapshot(paths)),
             seed=4,
         ).start()
@@ -246,8 +246,9 @@ def main() -> int:
         away = Router(
             "bench",
             paths,
-            kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
-            topic_prefix="bench",
+            connection=ConnectionOptions(
+                bootstrap_servers=f"127.0.0.1:{free_port()}", topic_prefix="bench"
+            ),
             snapshot_source=StaticSnapshotSource(snapshot(paths)),
             emitter=EmitterOptions(max_queued_events=2 * (n_lat + 5000)),  # with the warm-up
             seed=5,
@@ -271,7 +272,7 @@ def main() -> int:
             "bench",
             paths,
             event_sink=NullSink(),
-            redis_url=f"redis://127.0.0.1:{free_port()}/0",
+            connection=ConnectionOptions(redis_url=f"redis://127.0.0.1:{free_port()}/0"),
             cache=CacheOptions(init_wait=0.2),
             seed=6,
         )

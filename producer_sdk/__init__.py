@@ -8,15 +8,16 @@ decision = router.decide()
 decision.report(success=True, latency_ms=840)
 """
 
-from ._completions import AsyncCompletionStream, CompletionStream
 from .cache import SnapshotSource
 from .decision import Decision
 from .emitter import EmitterStats, EventSink, KafkaEventSink
 from .errors import NoCurrentDecision, ProviderError, RouterError
-from .options import CacheOptions, EmitterOptions, Provider
+from .options import CacheOptions, ConnectionOptions, EmitterOptions, Provider
 from .policy import PathView, PolicyView
 from .providers import Completion
 from .router import SDK_VERSION, Router, RouterStats
+from .sampling import SamplingParams
+from .streams import AsyncCompletionStream, CompletionStream
 
 __all__ = [
     "SDK_VERSION",
@@ -24,6 +25,7 @@ __all__ = [
     "CacheOptions",
     "Completion",
     "CompletionStream",
+    "ConnectionOptions",
     "Decision",
     "EmitterOptions",
     "EmitterStats",
@@ -37,5 +39,6 @@ __all__ = [
     "Router",
     "RouterError",
     "RouterStats",
+    "SamplingParams",
     "SnapshotSource",
 ]

@@ -216,9 +216,7 @@ class PolicyCache:
         self.current = CompiledPolicy.compile(
             snapshot,
             self._paths,
-            min_samples=self._params.min_samples,
-            tie_margin=self._params.tie_margin,
-            path_staleness=self._options.path_staleness,
+            self._params,
             previous=current,
             raw=raw,
         )

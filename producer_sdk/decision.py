@@ -104,7 +104,8 @@ class Decision:
 
     A decision made by ``completion()`` or ``run()`` also carries what its calls measured
     (latency, tokens, cost, summed over the turns of a conversation); a report that leaves
-    those fields out gets them from there."""
+    those fields out gets them from there. ``made_by`` says which made it: ``"decide()"``,
+    or ``"completion()"``/``"run()"``, which decide through ``decide()`` and then say so."""
 
     __slots__ = (
         "_decided_ns",

@@ -19,9 +19,9 @@ from typing import Any, Final, Literal, Protocol
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas import PARTITIONER, Topics
-from schemas.settings import DEFAULT_BOOTSTRAP_SERVERS, OutrouteSettings
+from schemas.settings import DEFAULT_BOOTSTRAP_SERVERS
 
-from .options import EmitterOptions
+from .options import ConnectionOptions, EmitterOptions
 
 __all__ = ["EmitterStats", "EventKind", "EventSink", "KafkaEventSink"]
 
@@ -99,18 +99,20 @@ class KafkaEventSink:
         cls,
         kafka_bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS,
         *,
-        topic_prefix: str = "outroute",
+        topic_prefix: str | None = None,
         kafka_config: Mapping[str, str] | None = None,
         options: EmitterOptions | None = None,
     ) -> KafkaEventSink:
-        """A sink with the connection settings ``Router`` takes (validated the same way). The
-        producer is created on the first event."""
-        settings = OutrouteSettings(
+        """A sink with the connection settings ``Router`` takes (validated the same way:
+        ``ConnectionOptions``; ``topic_prefix`` defaults to its default). The producer is
+        created on the first event."""
+        fields: dict[str, Any] = {"topic_prefix": topic_prefix} if topic_prefix is not None else {}
+        connection = ConnectionOptions(
             bootstrap_servers=kafka_bootstrap_servers,
             kafka_config=dict(kafka_config or {}),
-            topic_prefix=topic_prefix,
+            **fields,
         )
-        return cls(settings.kafka_client_config(), Topics(topic_prefix), options)
+        return cls(connection.kafka_client_config(), connection.topics(), options)
 
     def __init__(
         self,

@@ -1,13 +1,21 @@
-"""Value objects for the Router's rarer knobs: the event emitter, the policy cache, providers."""
+"""Value objects for the Router's settings, one per concern: where Kafka and Redis are
+(``ConnectionOptions``), how events leave the process (``EmitterOptions``), how the policy is
+kept fresh (``CacheOptions``), and the model providers (``Provider``). The sampling knobs are
+``producer_sdk.sampling.SamplingParams``.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any, Self
 
 from pydantic import SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-__all__ = ["OPENAI_BASE_URL", "CacheOptions", "EmitterOptions", "Provider"]
+from schemas.settings import OutrouteSettings
+
+__all__ = ["OPENAI_BASE_URL", "CacheOptions", "ConnectionOptions", "EmitterOptions", "Provider"]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -17,6 +25,33 @@ def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not ok:
         rule = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a number {rule}, got {value!r}")
+
+
+class ConnectionOptions(OutrouteSettings):
+    """Where Kafka and Redis are, and how topics and keys are named: the fields, defaults and
+    checks of ``schemas.OutrouteSettings`` (bootstrap_servers, kafka_config, redis_url,
+    topic_prefix, redis_key_prefix). Frozen; secrets are ``SecretStr``.
+
+    Building one reads no environment variable: ``ConnectionOptions.from_env()`` does. A
+    router takes any ``OutrouteSettings`` as its connection, the workers' settings too.
+    """
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)  # the arguments only: the environment is read by from_env()
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Self:
+        """``OUTROUTE_*`` variables (the table in ``schemas.settings``); keyword arguments win
+        over them."""
+        return cls(**dict(OutrouteSettings.from_env(**overrides)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,20 +96,17 @@ class CacheOptions:
     The first ``decide()`` waits at most ``init_wait`` seconds for a first snapshot, then falls
     back to the first path. Updates arrive by pub/sub; ``poll_interval`` is the safety net.
     When Redis cannot be read for ``max_staleness`` seconds the policy is reported stale (it is
-    still used). Paths with no outcome for ``path_staleness`` seconds are preferred by
-    exploration (default 7 days).
+    still used).
     """
 
     init_wait: float = 0.5
     poll_interval: float = 1.0
     max_staleness: float = 60.0
-    path_staleness: float = 7 * 24 * 3600.0
 
     def __post_init__(self) -> None:
         _positive("init_wait", self.init_wait, allow_zero=True)
         _positive("poll_interval", self.poll_interval)
         _positive("max_staleness", self.max_staleness)
-        _positive("path_staleness", self.path_staleness)
 
 
 @dataclass(frozen=True, slots=True)

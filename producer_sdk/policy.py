@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from schemas import PathStatus, PolicySnapshot
+from schemas import PathStatus, PolicySnapshot, Reason
 
-from .sampling import Arm, ArmSet, Tables, beta_quantiles, cold_arm
+from .sampling import Arm, ArmSet, SamplingParams, Tables, beta_quantiles, choose, cold_arm
 
 __all__ = ["CompiledPolicy", "PathView", "PolicyView"]
 
@@ -50,7 +51,7 @@ class PolicyView:
 
 
 class CompiledPolicy:
-    """Immutable: arms for every path of the router, ready for :func:`sampling.choose`."""
+    """Immutable: arms for every path of the router, ready for the sampling rules."""
 
     __slots__ = ("arm_set", "fetched_at", "loaded", "raw", "snapshot")
 
@@ -73,6 +74,18 @@ class CompiledPolicy:
     def version(self) -> int | None:
         return self.snapshot.version if self.snapshot is not None else None
 
+    def choose(
+        self, among: tuple[int, ...] | None, rng: random.Random, params: SamplingParams
+    ) -> tuple[int, Reason]:
+        """Which of the paths offered (indexes ``among``; None: all) to take, by the sampling
+        rules, and why; the first one (``fallback``) while no snapshot could ever be loaded."""
+        if not self.loaded:
+            return 0, "fallback"
+        arm_set = self.arm_set
+        if among is not None:
+            arm_set = ArmSet([arm_set.arms[i] for i in among], params.tie_margin)
+        return choose(arm_set, rng, params)
+
     @classmethod
     def never_loaded(cls, paths: Sequence[str], tie_margin: float) -> CompiledPolicy:
         return cls([cold_arm(p) for p in paths], tie_margin=tie_margin, snapshot=None, loaded=False)
@@ -82,10 +95,8 @@ class CompiledPolicy:
         cls,
         snapshot: PolicySnapshot | None,
         paths: Sequence[str],
+        params: SamplingParams,
         *,
-        min_samples: int,
-        tie_margin: float,
-        path_staleness: float,
         previous: CompiledPolicy | None = None,
         raw: bytes | None = None,
         now: datetime | None = None,
@@ -106,7 +117,7 @@ class CompiledPolicy:
                 continue
             last = stats.last_outcome_at
             stale = stats.status == "stale" or (
-                last is not None and (now - last).total_seconds() > path_staleness
+                last is not None and (now - last).total_seconds() > params.staleness
             )
             tables = reuse.get((stats.alpha, stats.beta)) or beta_quantiles(stats.alpha, stats.beta)
             arms.append(
@@ -115,7 +126,7 @@ class CompiledPolicy:
                     alpha=stats.alpha,
                     beta=stats.beta,
                     n=stats.n,
-                    cold=stats.n < min_samples,
+                    cold=stats.n < params.min_samples,
                     stale=stale,
                     degrading=stats.status == "degrading",
                     mean_cost=stats.mean_cost_usd,
@@ -123,7 +134,7 @@ class CompiledPolicy:
                     tables=tables,
                 )
             )
-        return cls(arms, tie_margin=tie_margin, snapshot=snapshot, loaded=True, raw=raw)
+        return cls(arms, tie_margin=params.tie_margin, snapshot=snapshot, loaded=True, raw=raw)
 
     def view(self, goal: str, *, stale: bool) -> PolicyView:
         snapshot = self.snapshot

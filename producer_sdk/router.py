@@ -3,7 +3,8 @@
 ``decide()`` reads an immutable policy that a background thread keeps fresh from Redis, samples
 a path, and hands the DecisionEvent to the emitter; it does no I/O and never raises for a valid
 router. Kafka or Redis trouble degrades to counted drops and a stale policy, never to an error
-in the host's request.
+in the host's request. ``run()`` and ``completion()`` call the paths for the host; they are
+small objects of their own (``producer_sdk._impl``) built on the public ``decide()``.
 """
 
 from __future__ import annotations
@@ -15,95 +16,46 @@ import functools
 import logging
 import os
 import random
-import re
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
-from datetime import timedelta
+from dataclasses import dataclass
 from typing import Any, Final, Literal, overload
 
-from pydantic import TypeAdapter, ValidationError
+from schemas import Reason
+from schemas.settings import OutrouteSettings
 
-from schemas import RedisKeys, Topics
-from schemas._types import IDENTIFIER_MAX, IDENTIFIER_PATTERN, Context
-from schemas.events import MAX_CANDIDATES
-from schemas.settings import DEFAULT_BOOTSTRAP_SERVERS, DEFAULT_REDIS_URL, OutrouteSettings
-
-from ._callables import CallablePaths
-from ._calls import CallHost, Judge
-from ._completions import AsyncCompletionStream, CompletionStream, ModelCalls
-from ._encode import EventEncoder
-from ._ledger import Ledger, OnceLog
-from .cache import PolicyCache, RedisSnapshotSource, SnapshotSource
+from ._impl.arguments import (
+    check_among,
+    check_context,
+    check_force_path,
+    check_identifier,
+    check_max_attempts,
+    normalize_paths,
+    snapshot_sources,
+)
+from ._impl.callables import CallablePaths
+from ._impl.calls import CallHost, Judge
+from ._impl.completions import ModelCalls
+from ._impl.encode import EventEncoder
+from ._impl.ledger import Ledger, OnceLog
+from .cache import PolicyCache, SnapshotSource
 from .decision import Decision
 from .emitter import EventSink, KafkaEventSink
-from .options import CacheOptions, EmitterOptions, Provider
+from .errors import NoCurrentDecision
+from .options import CacheOptions, ConnectionOptions, EmitterOptions, Provider
 from .policy import PolicyView
 from .providers import Completion
-from .sampling import ArmSet, SamplingParams, choose
+from .sampling import SamplingParams
+from .streams import AsyncCompletionStream, CompletionStream
 
 __all__ = ["SDK_VERSION", "Router", "RouterStats"]
 
 log = logging.getLogger("outroute.sdk")
 
 SDK_VERSION: Final = "0.1.0"
-_IDENTIFIER: Final = re.compile(IDENTIFIER_PATTERN)
-_CONTEXT: Final = TypeAdapter(Context)
-
-
-def check_identifier(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not 0 < len(value) <= IDENTIFIER_MAX:
-        raise ValueError(f"{name} must be a string of 1-{IDENTIFIER_MAX} characters, got {value!r}")
-    if not _IDENTIFIER.match(value):
-        raise ValueError(
-            f"{name} {value!r} has characters outside letters, digits and _.:/@+=- "
-            "(or does not start with a letter or digit)"
-        )
-    return value
-
-
-def _normalize_paths(paths: Any) -> tuple[tuple[str, ...], tuple[Callable[..., Any], ...] | None]:
-    if isinstance(paths, str | bytes) or not isinstance(paths, Iterable):
-        raise ValueError(f"paths must be a list of names or callables, got {paths!r}")
-    items = list(paths)
-    if not items:
-        raise ValueError("paths must not be empty")
-    if len(items) > MAX_CANDIDATES:
-        raise ValueError(f"paths may hold at most {MAX_CANDIDATES} entries, got {len(items)}")
-    names: list[str] = []
-    fns: list[Callable[..., Any]] = []
-    for item in items:
-        if isinstance(item, str):
-            names.append(check_identifier("path", item))
-        elif isinstance(item, tuple) and len(item) == 2 and callable(item[1]):
-            names.append(check_identifier("path name", item[0]))
-            fns.append(item[1])
-        elif callable(item):
-            qualname = getattr(item, "__qualname__", None)
-            if not isinstance(qualname, str) or not _IDENTIFIER.match(qualname):
-                raise ValueError(
-                    f"cannot name callable path {item!r} by its __qualname__ {qualname!r}; "
-                    "pass (name, fn) pairs instead"
-                )
-            names.append(qualname)
-            fns.append(item)
-        else:
-            raise ValueError(f"each path must be a name (str) or a callable, got {item!r}")
-    if fns and len(fns) != len(names):
-        raise ValueError("paths must be all names (str) or all callables, not a mix")
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ValueError(f"paths must be unique; repeated: {repeated}")
-    return tuple(names), (tuple(fns) if fns else None)
-
-
-def _seconds(name: str, value: timedelta | float) -> float:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
-        raise ValueError(f"{name} must be a positive duration, got {value!r}")
-    return float(seconds)
+_FLUSH_TIMEOUT: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +77,12 @@ class RouterStats:
 
 
 class Router:
-    """Routes one goal's requests across its paths. Thread-safe; one per goal per process."""
+    """Routes one goal's requests across its paths. Thread-safe; one per goal per process.
+
+    ``paths`` are names (model names for ``completion()``) or callables for ``run()``. The
+    settings come as one value object per concern, each optional: ``connection`` (where Kafka
+    and Redis are), ``sampling``, ``emitter``, ``cache``.
+    """
 
     def __init__(
         self,
@@ -134,18 +91,10 @@ class Router:
         *,
         success_fn: Callable[[Any], bool] | None = None,
         success_on_return: bool = False,
-        exploration_rate: float = 0.1,
-        min_samples: int = 20,
-        staleness: timedelta | float = timedelta(days=7),
-        tie_margin: float = 0.05,
-        recovery_probe_rate: float = 0.01,
-        kafka_bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS,
-        redis_url: str = DEFAULT_REDIS_URL,
-        topic_prefix: str = "outroute",
-        service: str | None = None,
-        redis_key_prefix: str = "outroute",
-        kafka_config: Mapping[str, str] | None = None,
         max_attempts: int = 2,
+        service: str | None = None,
+        connection: OutrouteSettings | None = None,
+        sampling: SamplingParams | None = None,
         emitter: EmitterOptions | None = None,
         cache: CacheOptions | None = None,
         providers: Mapping[str, Provider] | None = None,
@@ -155,55 +104,26 @@ class Router:
         seed: int | None = None,
     ) -> None:
         self.goal = check_identifier("goal", goal)
-        self.paths, self._fns = _normalize_paths(paths)
-        if success_fn is not None and not callable(success_fn):
-            raise ValueError(f"success_fn must be callable, got {success_fn!r}")
-        if not isinstance(success_on_return, bool):
-            raise ValueError(f"success_on_return must be a bool, got {success_on_return!r}")
-        if success_on_return and success_fn is not None:
-            raise ValueError("pass success_fn or success_on_return=True, not both")
+        self.paths, fns = normalize_paths(paths)
+        self.max_attempts = check_max_attempts(max_attempts)
+        self.service = None if service is None else check_identifier("service", service)
         self.success_fn = success_fn
         self.success_on_return = success_on_return
-        self.params = SamplingParams(exploration_rate, min_samples, tie_margin, recovery_probe_rate)
-        if service is not None:
-            check_identifier("service", service)
-        self.service = service
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ValueError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
-        self.max_attempts = max_attempts
-        settings = OutrouteSettings(  # validates the connection settings, naming the field
-            bootstrap_servers=kafka_bootstrap_servers,
-            kafka_config=dict(kafka_config or {}),
-            redis_url=redis_url,
-            topic_prefix=topic_prefix,
-            redis_key_prefix=redis_key_prefix,
-        )
-        self._emitter_options = emitter or EmitterOptions()
-        self._cache_options = replace(
-            cache or CacheOptions(), path_staleness=_seconds("staleness", staleness)
-        )
+        self._warnings = OnceLog()
+        judge = Judge(success_fn, success_on_return, self._warnings)
+        self.params = sampling or SamplingParams()
+        connection = connection or ConnectionOptions()
+        emitter = emitter or EmitterOptions()
+        self._exit_flush_timeout = emitter.exit_flush_timeout
         # A sink passed in may serve several routers (one producer for many goals): it is
         # flushed on close, and closed by whoever made it.
         self._owns_sink = event_sink is None
         self._sink: EventSink = event_sink or KafkaEventSink(
-            settings.kafka_client_config(), Topics(topic_prefix), self._emitter_options
+            connection.kafka_client_config(), connection.topics(), emitter
         )
-        if snapshot_source is None:
-            url, keys = settings.redis_url.get_secret_value(), RedisKeys(redis_key_prefix)
-
-            def source_factory() -> SnapshotSource:
-                return RedisSnapshotSource(url, keys, self.goal)
-
-        elif callable(snapshot_source) and not hasattr(snapshot_source, "fetch"):
-            source_factory = snapshot_source
-        else:
-            source = snapshot_source
-
-            def source_factory() -> SnapshotSource:
-                return source  # type: ignore[return-value]
-
+        sources = snapshot_sources(snapshot_source, connection, self.goal)
         self._cache = PolicyCache(
-            self.goal, self.paths, self.params, self._cache_options, source_factory
+            self.goal, self.paths, self.params, cache or CacheOptions(), sources
         )
         self._index = {name: i for i, name in enumerate(self.paths)}
         self._encoder = EventEncoder(self.goal, self.paths, service, SDK_VERSION)
@@ -212,23 +132,11 @@ class Router:
             f"outroute_decision_{self.goal}_{id(self)}", default=None
         )
         self._closed = False
-        self._warnings = OnceLog()
         self._ledger = Ledger(self._encoder, self._sink, self._warnings)
         self._init_process_state()
-        host = CallHost(
-            paths=self.paths,
-            decide=self._decide_for,
-            resume=self._resume,
-            current=self._current.get,
-            judge=Judge(success_fn, success_on_return, self._warnings),
-            warnings=self._warnings,
-        )
-        self._callables = (
-            None if self._fns is None else CallablePaths(host, self._fns, max_attempts)
-        )
-        self._models = (
-            ModelCalls(host, providers or {}, default_provider) if self._fns is None else None
-        )
+        host = CallHost(self.paths, self.decide, self._current, self._ledger, judge, self._warnings)
+        self._callables = None if fns is None else CallablePaths(host, fns, max_attempts)
+        self._models = ModelCalls(host, providers or {}, default_provider) if fns is None else None
         ref = weakref.ref(self)
         self._atexit = functools.partial(_close_at_exit, ref)
         atexit.register(self._atexit)
@@ -242,16 +150,9 @@ class Router:
 
     @classmethod
     def from_env(cls, goal: str, paths: Any, **kwargs: Any) -> Router:
-        """Connection settings from ``OUTROUTE_*`` variables; keyword arguments win."""
-        settings = OutrouteSettings.from_env()
-        env: dict[str, Any] = {
-            "kafka_bootstrap_servers": settings.bootstrap_servers,
-            "kafka_config": {k: v.get_secret_value() for k, v in settings.kafka_config.items()},
-            "redis_url": settings.redis_url.get_secret_value(),
-            "topic_prefix": settings.topic_prefix,
-            "redis_key_prefix": settings.redis_key_prefix,
-        }
-        return cls(goal, paths, **{**env, **kwargs})
+        """A router connected as ``OUTROUTE_*`` variables say (``ConnectionOptions.from_env()``);
+        the other keyword arguments are the constructor's."""
+        return cls(goal, paths, connection=ConnectionOptions.from_env(), **kwargs)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -265,11 +166,11 @@ class Router:
         self._started = True
         return self
 
-    def flush(self, timeout: float = 5.0) -> int:
+    def flush(self, timeout: float = _FLUSH_TIMEOUT) -> int:
         """Wait up to ``timeout`` seconds for queued events; return how many are still pending."""
         return self._sink.flush(timeout)
 
-    def close(self, timeout: float = 5.0) -> int:
+    def close(self, timeout: float = _FLUSH_TIMEOUT) -> int:
         """Flush (bounded), stop the policy thread, close HTTP clients. Idempotent. Returns the
         number of events left undelivered. An ``event_sink`` passed in is flushed, not closed:
         it may serve other routers."""
@@ -285,6 +186,12 @@ class Router:
             log.warning("router %r closed with %d events undelivered", self.goal, pending)
         return pending
 
+    async def aclose(self, timeout: float = _FLUSH_TIMEOUT) -> int:
+        """``close()`` for asyncio code: the bounded flush runs in a worker thread."""
+        if self._models is not None:
+            await self._models.aclose()
+        return await asyncio.to_thread(self.close, timeout)
+
     def __enter__(self) -> Router:
         return self.start()
 
@@ -298,88 +205,61 @@ class Router:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def aclose(self, timeout: float = 5.0) -> int:
-        """``close()`` for asyncio code: the bounded flush runs in a worker thread."""
+    def _after_fork_in_child(self) -> None:
+        self._init_process_state()
+        self._warnings.after_fork_in_child()
+        self._ledger.after_fork_in_child()
         if self._models is not None:
-            await self._models.aclose()
-        return await asyncio.to_thread(self.close, timeout)
+            self._models.after_fork_in_child()
+        self._sink.after_fork_in_child()
+        self._cache.after_fork_in_child()
 
-    # -- deciding ------------------------------------------------------------------------------
+    # -- deciding and reporting ------------------------------------------------------------------
 
     def decide(
-        self, context: Mapping[str, Any] | None = None, force_path: str | None = None
-    ) -> Decision:
-        """Choose a path for one request. No I/O; never raises for a valid router.
-
-        Raises ValueError only for invalid arguments (an unknown ``force_path``, a context that
-        is not a flat dict of at most 32 scalar labels).
-        """
-        return self._decide(None, context, force_path)
-
-    def _decide(
         self,
-        among: tuple[int, ...] | None,
-        context: Mapping[str, Any] | None,
-        force_path: str | None,
-        made_by: str = "decide()",
+        context: Mapping[str, Any] | None = None,
+        force_path: str | None = None,
+        *,
+        among: Iterable[str] | None = None,
     ) -> Decision:
+        """Choose a path for one request, and make its decision the current one of this thread
+        or asyncio task (what ``report()`` reports). No I/O; never raises for a valid router.
+
+        ``among`` offers only some of the paths (``run()`` retries among the paths not tried
+        yet this way); the event's candidates are those, in the router's order. Raises
+        ValueError only for invalid arguments (a ``force_path`` or a name in ``among`` that is
+        not a path offered, a context that is not a flat dict of at most 32 scalar labels).
+        """
         if context is not None:
-            try:
-                context = _CONTEXT.validate_python(context, strict=True)
-            except ValidationError as exc:
-                raise ValueError(f"context is invalid: {exc}") from exc
+            context = check_context(context)
+        subset = None if among is None else check_among(among, self._index)
         if not self._started:
             self.start()
         policy = self._cache.current
-        names = self.paths
+        candidates = self.paths if subset is None else tuple(self.paths[i] for i in subset)
+        reason: Reason
         if force_path is not None:
-            index = self._index.get(force_path) if isinstance(force_path, str) else None
-            if index is None:
-                raise ValueError(f"force_path {force_path!r} is not one of paths {list(names)}")
-            path, reason = force_path, "forced"
-            candidates = names if among is None else tuple(names[i] for i in among)
-        elif among is None:
-            candidates = names
-            if policy.loaded:
-                i, reason = choose(policy.arm_set, self._rng, self.params)
-            else:
-                i, reason = 0, "fallback"
-            path = names[i]
+            path, reason = check_force_path(force_path, candidates, subset is not None), "forced"
         else:
-            candidates = tuple(names[i] for i in among)
-            if policy.loaded:
-                arms = policy.arm_set.arms
-                subset = ArmSet([arms[i] for i in among], self.params.tie_margin)
-                i, reason = choose(subset, self._rng, self.params)
-            else:
-                i, reason = 0, "fallback"
+            i, reason = policy.choose(subset, self._rng, self.params)
             path = candidates[i]
         with self._lock:
             self._decisions += 1
             serial = self._decisions
         trace_id = f"{self._id_prefix}{serial:x}"
-        version = policy.version
         ns = time.time_ns()
-        decision = Decision(
-            self._ledger,
-            trace_id,
-            path,
-            reason,  # type: ignore[arg-type]
-            version,
-            ns,
-            candidates,
-            made_by,
-        )
+        decision = Decision(self._ledger, trace_id, path, reason, policy.version, ns, candidates)
         self._current.set(decision)
         try:
             payload = self._encoder.decision(
                 trace_id,
                 path,
                 reason,
-                version,
+                policy.version,
                 context,
                 ns,
-                None if among is None else self._encoder.candidates_json(candidates),
+                None if subset is None else self._encoder.candidates_json(candidates),
             )
             self._sink.send("decision", trace_id.encode(), payload)
         except Exception as exc:  # never into the host: an emitter bug must not fail requests
@@ -391,8 +271,6 @@ class Router:
 
         Raises NoCurrentDecision when there is none; use ``Decision.report`` to report from
         elsewhere."""
-        from .errors import NoCurrentDecision
-
         decision = self._current.get()
         if decision is None:
             raise NoCurrentDecision(
@@ -401,35 +279,17 @@ class Router:
             )
         return decision.report(success, **fields)
 
-    def _decide_for(
-        self, among: tuple[int, ...] | None, force_path: str | None, made_by: str
-    ) -> Decision:
-        return self._decide(among, None, force_path, made_by)
-
-    def _resume(self, decision: Decision, argument: str) -> None:
-        if decision._reporter is not self._ledger:
-            raise ValueError(f"{argument}: decision {decision.trace_id} is not this router's")
-        if decision.reported:
-            raise ValueError(
-                f"{argument}: decision {decision.trace_id} was already reported by "
-                f"{decision.reported_by}; a conversation is one decision, reported once at its "
-                "end (a router with success_fn judges each answer: report conversations "
-                "yourself instead)"
-            )
-        self._current.set(decision)
-
     # -- calling the paths for you -------------------------------------------------------------
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         """Decide, call the chosen path with the arguments, and return what it returns.
 
-        An exception is reported as a failure and the next attempt picks among the paths not
-        tried yet (at most ``max_attempts`` decisions). A returned value is judged by
-        ``success_fn`` (a rejected one is a failure, and retried); without one it is returned
-        and its decision waits for your ``router.report()`` (or counts as a success with
-        ``success_on_return=True``). If every attempt failed, the last exception is re-raised,
-        or the last result returned when the last attempt did not raise. A cancellation or
-        Ctrl-C is reported as ``cancelled`` and re-raised."""
+        An exception, or a result that ``success_fn`` rejects, is reported as a failure and
+        the next attempt picks among the paths not tried yet (at most ``max_attempts``
+        decisions); without ``success_fn`` a result waits for your ``report()`` (or counts as
+        a success with ``success_on_return=True``). When every attempt failed, the last
+        exception is re-raised (or the last result returned). A cancellation or Ctrl-C is
+        reported as ``cancelled`` and re-raised."""
         return self._callable_paths("run").run(args, kwargs)
 
     async def arun(self, *args: Any, **kwargs: Any) -> Any:
@@ -469,18 +329,13 @@ class Router:
     ) -> Completion | CompletionStream:
         """A chat completion from the chosen model; ``params`` go into the request body.
 
-        Provider failures (an HTTP error status, a timeout, a connection error, a body that is
-        not a chat completion) are reported as failures and raised as ProviderError. An answer
-        is judged by ``success_fn``; without one its decision waits for your verdict:
-        ``router.report(...)`` or ``resp.decision.report(...)``.
-
-        ``continue_from=`` an earlier completion (or an open Decision) makes this call a
-        further turn of that decision: same trace id, same model, one report at the end, with
-        latency, tokens and cost summed over the turns. ``force_model`` pins a model for a new,
-        separate decision (reason ``forced``). ``stream=True`` returns a CompletionStream of
-        chunks."""
+        Provider failures are reported and raised as ProviderError; an answer is judged by
+        ``success_fn``, or waits for your ``report()``. ``continue_from=`` an earlier
+        completion (or an open Decision) makes this call a further turn of that decision;
+        ``force_model`` pins a model for a new decision (reason ``forced``); ``stream=True``
+        returns a CompletionStream of chunks."""
         models = self._model_calls("completion")
-        return models.completion(messages, force_model, continue_from, stream, params)
+        return models.completion(models.begin(messages, force_model, continue_from, stream, params))
 
     @overload
     async def acompletion(
@@ -517,7 +372,8 @@ class Router:
         ``stream=True`` it returns an AsyncCompletionStream. A cancellation (or a timeout
         around it) is reported once, as ``cancelled``."""
         models = self._model_calls("acompletion")
-        return await models.acompletion(messages, force_model, continue_from, stream, params)
+        call = models.begin(messages, force_model, continue_from, stream, params)
+        return await models.acompletion(call)
 
     def _callable_paths(self, method: str) -> CallablePaths:
         if self._callables is None:
@@ -561,20 +417,11 @@ class Router:
     def __repr__(self) -> str:
         return f"Router(goal={self.goal!r}, paths={list(self.paths)})"
 
-    def _after_fork_in_child(self) -> None:
-        self._init_process_state()
-        self._warnings.after_fork_in_child()
-        self._ledger.after_fork_in_child()
-        if self._models is not None:
-            self._models.after_fork_in_child()
-        self._sink.after_fork_in_child()
-        self._cache.after_fork_in_child()
-
 
 def _close_at_exit(ref: weakref.ref[Router]) -> None:
     router = ref()
     if router is not None:
-        router.close(timeout=router._emitter_options.exit_flush_timeout)
+        router.close(timeout=router._exit_flush_timeout)
 
 
 def _after_fork_in_child(ref: weakref.ref[Router]) -> None:

@@ -6,11 +6,12 @@ The rules, in order:
 2. No policy could ever be loaded: the first path (``fallback``) -- handled by the Router.
 3. Every candidate has fewer than ``min_samples`` outcomes: uniform (``cold_start``).
 4. With probability ``exploration_rate``: a path other than the Thompson winner, preferring cold
-   or stale paths (``explore``). Paths with an open degradation alert are left out: each costs
-   the failures of a known-bad path. Instead, with probability ``recovery_probe_rate`` (at most
-   what exploration leaves) a decision probes one of them, so that a recovery is seen
-   (``explore``); 1% of traffic keeps the price of a broken path to a point or less of success
-   while still giving the detector a window of fresh outcomes within a few thousand decisions.
+   or stale paths (no outcome for ``staleness`` seconds) (``explore``). Paths with an open
+   degradation alert are left out: each costs the failures of a known-bad path. Instead, with
+   probability ``recovery_probe_rate`` (at most what exploration leaves) a decision probes one
+   of them, so that a recovery is seen (``explore``); 1% of traffic keeps the price of a broken
+   path to a point or less of success while still giving the detector a window of fresh
+   outcomes within a few thousand decisions.
 5. Otherwise theta ~ Beta(alpha, beta) per path and the largest draw wins (``exploit``).
    Trust invariant: success rate dominates. Cost, then latency, break ties only among paths
    whose posterior mean is within ``tie_margin`` of the best posterior mean.
@@ -32,6 +33,7 @@ from typing import Final
 
 from schemas import Reason
 from schemas.beta import beta_ppf
+from schemas.policy import MIN_SAMPLES, STALENESS
 
 __all__ = [
     "QUANTILE_KNOTS",
@@ -49,12 +51,16 @@ QUANTILE_KNOTS: Final = 512
 
 @dataclass(frozen=True, slots=True)
 class SamplingParams:
-    """The knobs of path selection; defaults: 10 % exploration, 20 outcomes, 5 points."""
+    """The knobs of path selection (the rules above), and their defaults: 10 % exploration,
+    20 outcomes before a path is no longer cold and 7 days without one before it is stale (the
+    workers' thresholds too: ``schemas.policy``), a tie margin of 5 points of success rate,
+    1 % of recovery probes. ``staleness`` is in seconds."""
 
     exploration_rate: float = 0.1
-    min_samples: int = 20
+    min_samples: int = MIN_SAMPLES
     tie_margin: float = 0.05
     recovery_probe_rate: float = 0.01
+    staleness: float = STALENESS
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.exploration_rate <= 1.0:
@@ -67,6 +73,9 @@ class SamplingParams:
             raise ValueError(f"min_samples must be a non-negative int, got {self.min_samples}")
         if not 0.0 <= self.tie_margin <= 1.0:
             raise ValueError(f"tie_margin must be in [0, 1], got {self.tie_margin}")
+        staleness = self.staleness
+        if isinstance(staleness, bool) or not isinstance(staleness, int | float) or staleness <= 0:
+            raise ValueError(f"staleness must be a positive duration in seconds, got {staleness!r}")
 
 
 _K: Final = QUANTILE_KNOTS

@@ -150,10 +150,7 @@ def test_an_outcome_sent_by_another_service_is_the_outcome_learned(
     router = Router(
         "graded",
         ["gpt-a"],
-        kafka_bootstrap_servers=settings.bootstrap_servers,
-        topic_prefix=prefix,
-        redis_url=settings.redis_url.get_secret_value(),
-        redis_key_prefix=prefix,
+        connection=settings,
         default_provider=Provider(base_url=server.base_url),
     )
     try:

@@ -17,7 +17,14 @@ import redis
 from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka import Message
 
-from producer_sdk import CacheOptions, EmitterOptions, KafkaEventSink, Router
+from producer_sdk import (
+    CacheOptions,
+    ConnectionOptions,
+    EmitterOptions,
+    KafkaEventSink,
+    Router,
+    SamplingParams,
+)
 from producer_sdk.testing import StaticSnapshotSource
 from schemas import DecisionEvent, OutcomeEvent, PathStats, PolicySnapshot, Topics
 from stream_workers import EmbeddedBroker, WorkerSettings, create_topics
@@ -44,14 +51,16 @@ def routers() -> Iterator[list[Router]]:
         router.close(timeout=1)
 
 
-def kafka_router(settings: WorkerSettings, routers: list[Router], **kw: Any) -> Router:
-    args: dict[str, Any] = {
-        "snapshot_source": StaticSnapshotSource(None),
-        "kafka_bootstrap_servers": settings.bootstrap_servers,
-        "topic_prefix": settings.topic_prefix,
-        "redis_url": settings.redis_url.get_secret_value(),
-        "redis_key_prefix": settings.redis_key_prefix,
-    }
+def kafka_router(
+    settings: WorkerSettings, routers: list[Router], redis_url: str | None = None, **kw: Any
+) -> Router:
+    connection = ConnectionOptions(
+        bootstrap_servers=settings.bootstrap_servers,
+        topic_prefix=settings.topic_prefix,
+        redis_url=redis_url or settings.redis_url,
+        redis_key_prefix=settings.redis_key_prefix,
+    )
+    args: dict[str, Any] = {"snapshot_source": StaticSnapshotSource(None), "connection": connection}
     router = Router("summarize", ["a", "b"], **(args | kw))
     routers.append(router)
     return router
@@ -111,11 +120,15 @@ def test_a_snapshot_written_elsewhere_arrives_by_pub_sub_and_by_the_poll(
         routers,
         snapshot_source=None,
         event_sink=None,
-        exploration_rate=0.0,
+        sampling=SamplingParams(exploration_rate=0.0),
         cache=CacheOptions(poll_interval=3600),
     ).start()
     polling = kafka_router(
-        settings, routers, snapshot_source=None, event_sink=None, exploration_rate=0.0
+        settings,
+        routers,
+        snapshot_source=None,
+        event_sink=None,
+        sampling=SamplingParams(exploration_rate=0.0),
     ).start()
     for router in (pubsub_only, polling):
         assert router.get_policy().loaded
@@ -165,7 +178,7 @@ def test_redis_outage_keeps_the_last_policy_and_recovers(
         routers,
         snapshot_source=None,
         redis_url=private.url,
-        exploration_rate=0.0,
+        sampling=SamplingParams(exploration_rate=0.0),
         cache=CacheOptions(init_wait=2.0, poll_interval=0.2, max_staleness=0.5),
     ).start()
     try:
@@ -268,12 +281,14 @@ def run_script(script: str, settings: WorkerSettings) -> subprocess.CompletedPro
     prologue = textwrap.dedent(
         f"""
         import os, sys, json
-        from producer_sdk import Router
+        from producer_sdk import ConnectionOptions, Router
         from producer_sdk.testing import StaticSnapshotSource
         router = Router(
             "summarize", ["a", "b"],
-            kafka_bootstrap_servers={settings.bootstrap_servers!r},
-            topic_prefix={settings.topic_prefix!r},
+            connection=ConnectionOptions(
+                bootstrap_servers={settings.bootstrap_servers!r},
+                topic_prefix={settings.topic_prefix!r},
+            ),
             snapshot_source=StaticSnapshotSource(None),
         )
         """

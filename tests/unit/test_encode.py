@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_events_property import contexts, identifiers, non_negative, unit
 
-from producer_sdk._encode import EventEncoder, utc_timestamp
+from producer_sdk._impl.encode import EventEncoder, utc_timestamp
 from producer_sdk.decision import validate_outcome
 from schemas import FAILURE_CATEGORIES, REASONS, DecisionEvent, OutcomeEvent
 

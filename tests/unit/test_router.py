@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from producer_sdk import CacheOptions, NoCurrentDecision, Router
+import producer_sdk
+from producer_sdk import CacheOptions, ConnectionOptions, NoCurrentDecision, Router, SamplingParams
 from producer_sdk.testing import InMemorySink, StaticSnapshotSource, UnavailableSnapshotSource
 from schemas import PathStats, PolicySnapshot
+from schemas.settings import OutrouteSettings
 
 FAST = CacheOptions(init_wait=2.0, poll_interval=0.05)
 
@@ -105,23 +108,32 @@ def test_nested_function_qualname_is_rejected_with_a_hint() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"goal": "bad goal"}, "goal 'bad goal'"),
-        ({"exploration_rate": 1.5}, "exploration_rate"),
-        ({"min_samples": -1}, "min_samples"),
-        ({"tie_margin": 2}, "tie_margin"),
-        ({"staleness": timedelta(0)}, "staleness must be a positive duration"),
-        ({"max_attempts": 0}, "max_attempts"),
-        ({"kafka_bootstrap_servers": "nohost"}, "bootstrap_servers"),
-        ({"redis_url": "http://x"}, "redis_url"),
-        ({"topic_prefix": "a b"}, "topic_prefix"),
-        ({"service": "my service"}, "service 'my service'"),
-        ({"success_fn": 3}, "success_fn must be callable"),
+        (lambda: {"goal": "bad goal"}, "goal 'bad goal'"),
+        (lambda: {"sampling": SamplingParams(exploration_rate=1.5)}, "exploration_rate"),
+        (lambda: {"sampling": SamplingParams(min_samples=-1)}, "min_samples"),
+        (lambda: {"sampling": SamplingParams(tie_margin=2)}, "tie_margin"),
+        (
+            lambda: {"sampling": SamplingParams(staleness=0)},
+            "staleness must be a positive duration",
+        ),
+        (lambda: {"max_attempts": 0}, "max_attempts"),
+        (
+            lambda: {"connection": ConnectionOptions(bootstrap_servers="nohost")},
+            "bootstrap_servers",
+        ),
+        (lambda: {"connection": ConnectionOptions(redis_url="http://x")}, "redis_url"),
+        (lambda: {"connection": ConnectionOptions(topic_prefix="a b")}, "topic_prefix"),
+        (lambda: {"service": "my service"}, "service 'my service'"),
+        (lambda: {"success_fn": 3}, "success_fn must be callable"),
     ],
 )
-def test_bad_arguments_name_the_field(kwargs: dict[str, Any], message: str) -> None:
-    args = {"goal": "g", "paths": ["a"], **kwargs}
+def test_bad_arguments_name_the_field(kwargs: Callable[[], dict[str, Any]], message: str) -> None:
+    def build(given: dict[str, Any]) -> Router:
+        args = {"goal": "g", "paths": ["a"], **given}
+        return Router(args.pop("goal"), args.pop("paths"), event_sink=InMemorySink(), **args)
+
     with pytest.raises(ValueError, match=message):
-        Router(args.pop("goal"), args.pop("paths"), event_sink=InMemorySink(), **args)
+        build(kwargs())  # the value objects check their own fields, naming them
 
 
 def test_constructor_starts_nothing() -> None:
@@ -197,7 +209,7 @@ def test_cold_start_when_redis_answers_without_a_snapshot(make: Any) -> None:
 
 def test_unknown_paths_are_cold(make: Any) -> None:
     source = StaticSnapshotSource(snapshot(a=stats(900, 100, 1000), other=stats(5, 5, 50)))
-    router = make(source=source, exploration_rate=0.5)
+    router = make(source=source, sampling=SamplingParams(exploration_rate=0.5))
     view = router.get_policy()
     assert view.version == 1
     assert [(p.name, p.n, p.status) for p in view.paths][1:] == [("b", 0, "cold"), ("c", 0, "cold")]
@@ -210,13 +222,13 @@ def test_exploit_follows_the_snapshot(make: Any) -> None:
     source = StaticSnapshotSource(
         snapshot(a=stats(10, 990, 1000), b=stats(990, 10, 1000), c=stats(10, 990, 1000))
     )
-    router = make(source=source, exploration_rate=0.0)
+    router = make(source=source, sampling=SamplingParams(exploration_rate=0.0))
     assert {(d.path, d.reason) for d in (router.decide() for _ in range(200))} == {("b", "exploit")}
 
 
 def test_new_snapshot_is_picked_up(make: Any) -> None:
     source = StaticSnapshotSource(snapshot(1, a=stats(990, 10, 1000), b=stats(10, 990, 1000)))
-    router = make(paths=["a", "b"], source=source, exploration_rate=0.0)
+    router = make(paths=["a", "b"], source=source, sampling=SamplingParams(exploration_rate=0.0))
     assert router.decide().path == "a"
     source.set(snapshot(2, a=stats(10, 990, 1000), b=stats(990, 10, 1000)))
     deadline = time.monotonic() + 2
@@ -231,7 +243,7 @@ def test_a_snapshot_gone_from_redis_leaves_the_last_policy_in_use_marked_stale(
     make: Any,
 ) -> None:
     source = StaticSnapshotSource(snapshot(3, a=stats(10, 990, 1000), b=stats(990, 10, 1000)))
-    router = make(paths=["a", "b"], source=source, exploration_rate=0.0)
+    router = make(paths=["a", "b"], source=source, sampling=SamplingParams(exploration_rate=0.0))
     assert (router.decide().path, router.get_policy().stale) == ("b", False)
     source.set(None)  # Redis restarted empty
     deadline = time.monotonic() + 5
@@ -275,6 +287,37 @@ def test_stale_paths_come_from_last_outcome_time(make: Any) -> None:
     )
     router = make(paths=["a", "b"], source=source)
     assert router.get_policy().path("a").status == "stale"
+
+
+def test_staleness_is_a_sampling_knob(make: Any) -> None:
+    old = datetime.now(UTC) - timedelta(hours=2)
+    source = StaticSnapshotSource(
+        snapshot(a=stats(900, 100, 1000, last_outcome_at=old, status="healthy"))
+    )
+    assert make(paths=["a"], source=source).get_policy().path("a").status == "healthy"
+    sampling = SamplingParams(staleness=3600.0)
+    assert make(paths=["a"], source=source, sampling=sampling).get_policy().path("a").status == (
+        "stale"
+    )
+
+
+def test_decide_among_some_paths(make: Any, sink: InMemorySink) -> None:
+    source = StaticSnapshotSource(
+        snapshot(a=stats(990, 10, 1000), b=stats(500, 500, 1000), c=stats(10, 990, 1000))
+    )
+    router = make(source=source, sampling=SamplingParams(exploration_rate=0.0))
+    decisions = [router.decide(among=["c", "b"]) for _ in range(50)]
+    assert {(d.path, d.reason, d.candidates) for d in decisions} == {("b", "exploit", ("b", "c"))}
+    assert {e.candidates for e in sink.decisions} == {("b", "c")}
+    assert router.decide(force_path="c", among=["c"]).candidates == ("c",)
+    with pytest.raises(ValueError, match="force_path 'a' is not one of the paths offered"):
+        router.decide(force_path="a", among=["b", "c"])
+    with pytest.raises(ValueError, match="among: 'zzz' is not one of paths"):
+        router.decide(among=["zzz"])
+    with pytest.raises(ValueError, match="among must name at least one path"):
+        router.decide(among=[])
+    fallback = make(source=UnavailableSnapshotSource(), cache=CacheOptions(init_wait=0.2))
+    assert fallback.decide(among=["c", "b"]).path == "b"  # the first of them, in path order
 
 
 # -- reporting ---------------------------------------------------------------------------------
@@ -406,7 +449,7 @@ def test_run_tries_another_path_after_an_exception(make: Any, sink: InMemorySink
         source=StaticSnapshotSource(
             snapshot(broken=stats(990, 10, 1000), works=stats(10, 990, 1000))
         ),
-        exploration_rate=0.0,
+        sampling=SamplingParams(exploration_rate=0.0),
     )
     assert router.run(21) == 42
     assert calls == ["broken", "works"]
@@ -504,7 +547,7 @@ def test_run_judges_results_and_reraises_the_last_exception(make: Any, sink: InM
         source=StaticSnapshotSource(
             snapshot(bad_output=stats(990, 10, 1000), explodes=stats(10, 990, 1000))
         ),
-        exploration_rate=0.0,
+        sampling=SamplingParams(exploration_rate=0.0),
     )
     with pytest.raises(RuntimeError, match="boom"):
         router.run()
@@ -562,7 +605,7 @@ def test_arun_awaits_async_paths(make: Any, sink: InMemorySink) -> None:
         source=StaticSnapshotSource(
             snapshot(fails=stats(990, 10, 1000), doubles=stats(10, 990, 1000))
         ),
-        exploration_rate=0.0,
+        sampling=SamplingParams(exploration_rate=0.0),
     )
     assert asyncio.run(router.arun(4)) == 8
     assert [o.success for o in sink.outcomes] == [False]  # 8 waits for the caller's verdict
@@ -627,7 +670,7 @@ def test_from_env_reads_connection_settings(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("OUTROUTE_TOPIC_PREFIX", "prod")
     monkeypatch.setenv("OUTROUTE_KAFKA_CONFIG", '{"security.protocol": "SASL_SSL"}')
     monkeypatch.setenv("OUTROUTE_REDIS_URL", "redis://:pw@cache:6379/1")
-    router = Router.from_env("g", ["a", "b"], exploration_rate=0.2)
+    router = Router.from_env("g", ["a", "b"], sampling=SamplingParams(exploration_rate=0.2))
     sink = router._sink
     assert sink._config == {  # type: ignore[attr-defined]
         "security.protocol": "SASL_SSL",
@@ -636,7 +679,7 @@ def test_from_env_reads_connection_settings(monkeypatch: pytest.MonkeyPatch) -> 
     assert sink._topics == {"decision": "prod.decisions", "outcome": "prod.outcomes"}  # type: ignore[attr-defined]
     assert router.params.exploration_rate == 0.2
     # Keyword arguments win over the environment.
-    other = Router.from_env("g", ["a"], topic_prefix="staging")
+    other = Router("g", ["a"], connection=ConnectionOptions.from_env(topic_prefix="staging"))
     assert other._sink._topics["decision"] == "staging.decisions"  # type: ignore[attr-defined]
     router.close(0)
     other.close(0)
@@ -647,3 +690,80 @@ def test_plain_constructor_ignores_the_environment(monkeypatch: pytest.MonkeyPat
     router = Router("g", ["a"])
     assert router._sink._topics["decision"] == "outroute.decisions"  # type: ignore[attr-defined]
     router.close(0)
+
+
+def test_connection_options_read_the_environment_only_from_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OUTROUTE_TOPIC_PREFIX", "prod")
+    monkeypatch.setenv("OUTROUTE_PARTITIONS", "many")  # not read: no error
+    assert ConnectionOptions(redis_key_prefix="keys").topic_prefix == "outroute"
+    monkeypatch.setenv("OUTROUTE_PARTITIONS", "3")
+    from_env = ConnectionOptions.from_env(redis_key_prefix="keys")
+    assert (from_env.topic_prefix, from_env.redis_key_prefix, from_env.partitions) == (
+        "prod",
+        "keys",
+        3,
+    )
+
+
+def test_any_outroute_settings_is_a_connection() -> None:
+    settings = OutrouteSettings.model_validate({"topic_prefix": "shared"})
+    router = Router("g", ["a"], connection=settings)
+    assert router._sink._topics["outcome"] == "shared.outcomes"  # type: ignore[attr-defined]
+    router.close(0)
+
+
+# -- the public surface ----------------------------------------------------------------------
+
+
+def test_the_public_names_are_these() -> None:
+    """What services import; a change here is a change of the SDK's API (docs/sdk.md)."""
+    assert producer_sdk.__all__ == [
+        "SDK_VERSION",
+        "AsyncCompletionStream",
+        "CacheOptions",
+        "Completion",
+        "CompletionStream",
+        "ConnectionOptions",
+        "Decision",
+        "EmitterOptions",
+        "EmitterStats",
+        "EventSink",
+        "KafkaEventSink",
+        "NoCurrentDecision",
+        "PathView",
+        "PolicyView",
+        "Provider",
+        "ProviderError",
+        "Router",
+        "RouterError",
+        "RouterStats",
+        "SamplingParams",
+        "SnapshotSource",
+    ]
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "cache",
+        "decision",
+        "emitter",
+        "errors",
+        "options",
+        "policy",
+        "providers",
+        "router",
+        "sampling",
+        "streams",
+        "testing",
+    ],
+)
+def test_public_modules_export_sorted_real_names_and_no_internals(module: str) -> None:
+    public = importlib.import_module(f"producer_sdk.{module}")
+    names = public.__all__
+    assert list(names) == sorted(names, key=lambda n: (not n.isupper(), n))
+    for name in names:
+        defined_in = getattr(getattr(public, name), "__module__", "")
+        assert not defined_in.startswith("producer_sdk._impl"), f"{module}.{name}"

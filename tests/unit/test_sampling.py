@@ -18,6 +18,7 @@ from producer_sdk.sampling import (
     beta_quantiles,
     choose,
 )
+from schemas.policy import MIN_SAMPLES, STALENESS
 
 
 def beta_cdf(x: float, a: int, b: int) -> float:
@@ -262,8 +263,20 @@ def test_without_cost_or_latency_ties_are_plain_thompson() -> None:
         ("min_samples", -1, "min_samples must be a non-negative int"),
         ("tie_margin", -0.1, "tie_margin must be in [0, 1]"),
         ("recovery_probe_rate", 1.5, "recovery_probe_rate must be in [0, 1]"),
+        ("staleness", 0, "staleness must be a positive duration in seconds"),
+        ("staleness", True, "staleness must be a positive duration in seconds"),
     ],
 )
 def test_bad_params(field: str, value: float, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         SamplingParams(**{field: value})  # type: ignore[arg-type]
+
+
+def test_defaults_are_the_shared_thresholds() -> None:
+    params = SamplingParams()
+    assert (params.min_samples, params.staleness) == (MIN_SAMPLES, STALENESS)
+    assert (params.exploration_rate, params.tie_margin, params.recovery_probe_rate) == (
+        0.1,
+        0.05,
+        0.01,
+    )

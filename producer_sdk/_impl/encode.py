@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic_core import to_json
 
-from .decision import Outcome
+from ..decision import Outcome
 
 __all__ = ["EventEncoder", "utc_timestamp"]
 

@@ -7,9 +7,9 @@ import logging
 import threading
 from typing import Any
 
-from ._encode import EventEncoder
-from .decision import Decision, Outcome, Turn, with_turns
-from .emitter import EventSink
+from ..decision import Decision, Outcome, Turn, with_turns
+from ..emitter import EventSink
+from .encode import EventEncoder
 
 __all__ = ["Ledger", "OnceLog"]
 
@@ -68,6 +68,10 @@ class Ledger:
         self._lock = threading.Lock()
         self.reports = 0
         self.duplicates = 0
+
+    def issued(self, decision: Decision) -> bool:
+        """Whether ``decision`` is one of this router's."""
+        return decision._reporter is self
 
     def record_turn(self, decision: Decision, turn: Turn) -> None:
         with self._lock:
