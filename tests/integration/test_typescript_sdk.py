@@ -186,6 +186,8 @@ def test_typescript_events_are_valid_and_partitioned_like_pythons(
 def test_typescript_events_made_while_the_broker_is_down_are_delivered_when_it_is_back(
     node: str, redis_url: str, prefix: str, scripts: list[Script], tmp_path: Path
 ) -> None:
+    """The embedded broker restarts in a second on the same port (its memory storage starts
+    empty, so the topics are created again); the router's connection breaks and comes back."""
     port = free_port()
     settings = WorkerSettings(
         bootstrap_servers=f"127.0.0.1:{port}",
@@ -194,16 +196,24 @@ def test_typescript_events_made_while_the_broker_is_down_are_delivered_when_it_i
         redis_key_prefix=prefix,
         partitions=4,
     )
-    script = Script(node, "emit", _env(settings, DECISIONS=500, WAIT_FOR_BROKER=1))
-    scripts.append(script)
-    queued = script.expect_step("queued", timeout=60)
-    assert queued["pending"] == 1000  # nothing could leave: there is no broker
-    with EmbeddedBroker(port=port, log_path=tmp_path / "broker.log"):
+    broker = EmbeddedBroker(port=port, log_path=tmp_path / "broker.log").start()
+    try:
+        create_topics(settings)
+        script = Script(node, "emit", _env(settings, DECISIONS=1000, RESTART=1))
+        scripts.append(script)
+        assert script.expect_step("delivered", timeout=60)["delivered"] == 1000
+        broker.stop()
+        script.go()
+        queued = script.expect_step("queued", timeout=60)
+        assert queued["pending"] == 1000  # the second half: nothing could leave
+        broker = EmbeddedBroker(port=port, log_path=tmp_path / "broker-2.log").start()
         create_topics(settings)
         script.go()
         result = script.result(timeout=120)
-        assert result["stats"]["delivered"] == 1000
+        assert result["stats"]["delivered"] == result["stats"]["emitted"] == 2000
         _check_events(settings, settings.topics(), result["traces"])
+    finally:
+        broker.stop()
 
 
 def test_typescript_policy_cache_follows_a_real_redis_that_goes_away_and_comes_back(
