@@ -146,8 +146,9 @@ class ModelCall:
 
 
 class StreamReader:
-    """What a stream does with each line and with each way it can end; the stream classes
-    (``producer_sdk.streams``) only read lines and close the response."""
+    """What a stream does with each line and with each way it can end. ``next_chunk`` is the
+    one flow of both stream classes (``producer_sdk.streams``); each hands it the I/O of its
+    kind of response."""
 
     __slots__ = ("_assembler", "_call", "completion", "finished")
 
