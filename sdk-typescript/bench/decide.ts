@@ -89,7 +89,7 @@ async function decideLatency(count: number) {
 async function emission(bootstrap: string, prefix: string) {
   const paths = Array.from({ length: 10 }, (_, i) => `path-${i}`);
   const router = new Router({
-    goal: "bench-emit", paths, kafkaBootstrapServers: bootstrap, topicPrefix: prefix,
+    goal: "bench-emit", paths, connection: { bootstrapServers: bootstrap, topicPrefix: prefix },
     snapshotSource: new StaticSnapshotSource(snapshot("bench-emit", paths)), logger: silentLogger, seed: 3,
   });
   await router.start(5000);

@@ -15,7 +15,15 @@ export { KafkaEventSink, type EmitterStats, type EventKind, type EventSink } fro
 export { ArgumentError, NoCurrentDecision, OutrouteError, ProviderError, RouterError } from "./errors.js";
 export { consoleLogger, silentLogger, type Logger } from "./log.js";
 export { partitionOf } from "./murmur2.js";
-export { DEFAULT_CACHE, DEFAULT_EMITTER, type CacheOptions, type EmitterOptions } from "./options.js";
+export {
+  connectionFromEnv,
+  DEFAULT_CACHE,
+  DEFAULT_CONNECTION,
+  DEFAULT_EMITTER,
+  type CacheOptions,
+  type ConnectionOptions,
+  type EmitterOptions,
+} from "./options.js";
 export { InvalidSnapshot, type PathStatus, type PathView, type PolicyView } from "./policy.js";
 export {
   Completion,

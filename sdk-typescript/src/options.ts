@@ -1,7 +1,67 @@
 /** Value objects for the Router's rarer knobs: the event emitter and the policy cache. */
 
-import { checkKeys, checkNumber } from "./validate.js";
+import type { KafkaConfig } from "kafkajs";
+
 import { ArgumentError } from "./errors.js";
+import { checkKeys, checkNumber, checkPrefix, show } from "./validate.js";
+
+/**
+ * Where Kafka and Redis are, and how topics and keys are named (the Python SDK's
+ * `ConnectionOptions`). Building one reads no environment variable: `connectionFromEnv()`
+ * does.
+ */
+export interface ConnectionOptions {
+  /** Kafka bootstrap servers, comma separated. */
+  readonly bootstrapServers: string;
+  /** KafkaJS client settings passed through (ssl, sasl, clientId, timeouts). */
+  readonly kafkaConfig: Readonly<Partial<Omit<KafkaConfig, "brokers" | "logCreator">>>;
+  readonly redisUrl: string;
+  readonly topicPrefix: string;
+  readonly redisKeyPrefix: string;
+}
+
+export const DEFAULT_CONNECTION: ConnectionOptions = Object.freeze({
+  bootstrapServers: "127.0.0.1:9092",
+  kafkaConfig: Object.freeze({}),
+  redisUrl: "redis://127.0.0.1:6379/0",
+  topicPrefix: "outroute",
+  redisKeyPrefix: "outroute",
+});
+
+export function connectionOptions(given: Partial<ConnectionOptions> = {}): ConnectionOptions {
+  checkKeys("connection", given, Object.keys(DEFAULT_CONNECTION));
+  const o = { ...DEFAULT_CONNECTION, ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) };
+  if (typeof o.bootstrapServers !== "string" || !/^[^\s,]+(,[^\s,]+)*$/.test(o.bootstrapServers)) {
+    throw new ArgumentError(
+      `connection.bootstrapServers must be host:port[,host:port...], got ${show(o.bootstrapServers)}`,
+    );
+  }
+  if (typeof o.redisUrl !== "string" || !/^rediss?:\/\/[^\s]+$/.test(o.redisUrl)) {
+    throw new ArgumentError("connection.redisUrl must be a redis:// or rediss:// URL");
+  }
+  checkPrefix("connection.topicPrefix", o.topicPrefix);
+  checkPrefix("connection.redisKeyPrefix", o.redisKeyPrefix);
+  if (typeof o.kafkaConfig !== "object" || o.kafkaConfig === null) {
+    throw new ArgumentError(`connection.kafkaConfig must be an object, got ${show(o.kafkaConfig)}`);
+  }
+  return Object.freeze(o as ConnectionOptions);
+}
+
+/**
+ * Connection options from `OUTROUTE_BOOTSTRAP_SERVERS`, `OUTROUTE_REDIS_URL`,
+ * `OUTROUTE_TOPIC_PREFIX` and `OUTROUTE_REDIS_KEY_PREFIX`; `overrides` win over them.
+ */
+export function connectionFromEnv(
+  overrides: Partial<ConnectionOptions> = {},
+  env: NodeJS.ProcessEnv = process.env,
+): ConnectionOptions {
+  const fromEnv: { -readonly [K in keyof ConnectionOptions]?: ConnectionOptions[K] } = {};
+  if (env.OUTROUTE_BOOTSTRAP_SERVERS) fromEnv.bootstrapServers = env.OUTROUTE_BOOTSTRAP_SERVERS;
+  if (env.OUTROUTE_REDIS_URL) fromEnv.redisUrl = env.OUTROUTE_REDIS_URL;
+  if (env.OUTROUTE_TOPIC_PREFIX) fromEnv.topicPrefix = env.OUTROUTE_TOPIC_PREFIX;
+  if (env.OUTROUTE_REDIS_KEY_PREFIX) fromEnv.redisKeyPrefix = env.OUTROUTE_REDIS_KEY_PREFIX;
+  return connectionOptions({ ...fromEnv, ...overrides });
+}
 
 /**
  * How events leave the process.

@@ -23,12 +23,20 @@ import {
   type ChatMessage,
 } from "./completions.js";
 import { Decision, type ReportFields } from "./decision.js";
-import { KafkaEventSink, type EventSink, type KafkaSinkSettings } from "./emitter.js";
+import { KafkaEventSink, type EventSink } from "./emitter.js";
 import { EventEncoder, nowMicros } from "./encode.js";
 import { ArgumentError, NoCurrentDecision } from "./errors.js";
 import { Ledger } from "./ledger.js";
 import { consoleLogger, OnceLog, type Logger } from "./log.js";
-import { cacheOptions, emitterOptions, type CacheOptions, type EmitterOptions } from "./options.js";
+import {
+  cacheOptions,
+  connectionFromEnv,
+  connectionOptions,
+  emitterOptions,
+  type CacheOptions,
+  type ConnectionOptions,
+  type EmitterOptions,
+} from "./options.js";
 import type { PolicyView } from "./policy.js";
 import type { Provider } from "./providers.js";
 import { Rng } from "./random.js";
@@ -38,15 +46,12 @@ import {
   checkIdentifier,
   checkKeys,
   checkNumber,
-  checkPrefix,
   MAX_CANDIDATES,
   show,
   type Context,
 } from "./validate.js";
 
 export const SDK_VERSION = "0.1.0";
-export const DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092";
-export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0";
 const SEVEN_DAYS_MS = 7 * 24 * 3600 * 1000;
 
 /** A path: a name (a model, a tool), a named function, or a [name, function] pair. */
@@ -66,13 +71,9 @@ export interface RouterOptions {
   stalenessMs?: number;
   tieMargin?: number;
   recoveryProbeRate?: number;
-  kafkaBootstrapServers?: string;
-  redisUrl?: string;
-  topicPrefix?: string;
-  redisKeyPrefix?: string;
+  /** Where Kafka and Redis are (default: both on 127.0.0.1, prefixes "outroute"). */
+  connection?: Partial<ConnectionOptions>;
   service?: string;
-  /** KafkaJS client settings passed through (ssl, sasl, clientId, timeouts). */
-  kafkaConfig?: KafkaSinkSettings["kafkaConfig"];
   /** run(): at most this many decisions per call (each among the paths not tried yet). */
   maxAttempts?: number;
   emitter?: Partial<EmitterOptions>;
@@ -99,12 +100,8 @@ const OPTION_KEYS = [
   "stalenessMs",
   "tieMargin",
   "recoveryProbeRate",
-  "kafkaBootstrapServers",
-  "redisUrl",
-  "topicPrefix",
-  "redisKeyPrefix",
+  "connection",
   "service",
-  "kafkaConfig",
   "maxAttempts",
   "emitter",
   "cache",
@@ -133,6 +130,8 @@ export interface RouterStats {
 }
 
 export interface DecideOptions {
+  /** Offer only these paths (the event's candidates are they, in the router's order). */
+  among?: readonly string[];
   /** A small flat object of labels (at most 32), carried by the DecisionEvent. */
   context?: Record<string, string | number | boolean>;
   /** Use this path (reason `forced`); it must be one of the router's paths. */
@@ -226,16 +225,8 @@ export class Router {
     });
     this.service = options.service === undefined ? null : checkIdentifier("service", options.service);
     const maxAttempts = checkNumber("maxAttempts", options.maxAttempts ?? 2, { integer: true, min: 1 });
-    const topicPrefix = checkPrefix("topicPrefix", options.topicPrefix ?? "outroute");
-    const redisKeyPrefix = checkPrefix("redisKeyPrefix", options.redisKeyPrefix ?? "outroute");
-    const bootstrap = options.kafkaBootstrapServers ?? DEFAULT_BOOTSTRAP_SERVERS;
-    if (typeof bootstrap !== "string" || !/^[^\s,]+(,[^\s,]+)*$/.test(bootstrap)) {
-      throw new ArgumentError(`kafkaBootstrapServers must be host:port[,host:port...], got ${show(bootstrap)}`);
-    }
-    const redisUrl = options.redisUrl ?? DEFAULT_REDIS_URL;
-    if (typeof redisUrl !== "string" || !/^rediss?:\/\//.test(redisUrl)) {
-      throw new ArgumentError("redisUrl must be a redis:// or rediss:// URL");
-    }
+    const connection = connectionOptions(options.connection);
+    const { redisUrl, redisKeyPrefix } = connection;
     const logger = options.logger ?? consoleLogger;
     this.warnings = new OnceLog(logger);
     const emitter = emitterOptions(options.emitter);
@@ -246,9 +237,9 @@ export class Router {
     this.sink =
       options.eventSink ??
       new KafkaEventSink({
-        bootstrapServers: bootstrap,
-        topicPrefix,
-        kafkaConfig: options.kafkaConfig,
+        bootstrapServers: connection.bootstrapServers,
+        topicPrefix: connection.topicPrefix,
+        kafkaConfig: connection.kafkaConfig,
         options: emitter,
         logger,
       });
@@ -285,14 +276,12 @@ export class Router {
     this.models = fns === null ? new ModelCalls(host, options.providers ?? {}, options.defaultProvider ?? null) : null;
   }
 
-  /** Connection settings from `OUTROUTE_*` variables; options given win. */
+  /**
+   * A router connected as the `OUTROUTE_*` variables say (`connectionFromEnv()`); a
+   * `connection` given in the options wins over them field by field.
+   */
   static fromEnv(options: RouterOptions, env: NodeJS.ProcessEnv = process.env): Router {
-    const fromEnv: Partial<RouterOptions> = {};
-    if (env.OUTROUTE_BOOTSTRAP_SERVERS) fromEnv.kafkaBootstrapServers = env.OUTROUTE_BOOTSTRAP_SERVERS;
-    if (env.OUTROUTE_REDIS_URL) fromEnv.redisUrl = env.OUTROUTE_REDIS_URL;
-    if (env.OUTROUTE_TOPIC_PREFIX) fromEnv.topicPrefix = env.OUTROUTE_TOPIC_PREFIX;
-    if (env.OUTROUTE_REDIS_KEY_PREFIX) fromEnv.redisKeyPrefix = env.OUTROUTE_REDIS_KEY_PREFIX;
-    return new this({ ...fromEnv, ...options });
+    return new this({ ...options, connection: connectionFromEnv(options.connection, env) });
   }
 
   // -- lifecycle ---------------------------------------------------------------------------
@@ -338,9 +327,25 @@ export class Router {
     if (typeof options !== "object" || options === null) {
       throw new ArgumentError(`decide() options must be an object, got ${show(options)}`);
     }
-    checkKeys("decide()", options, ["context", "forcePath"]);
+    checkKeys("decide()", options, ["context", "forcePath", "among"]);
     const context = options.context === undefined ? null : checkContext(options.context);
-    return this.decideAmong(null, context, options.forcePath ?? null, "decide()", false);
+    const among = options.among === undefined ? null : this.checkAmong(options.among);
+    return this.decideAmong(among, context, options.forcePath ?? null, "decide()", false);
+  }
+
+  /** The indexes of the paths named in `among`, in the router's order. */
+  private checkAmong(among: unknown): number[] {
+    if (!Array.isArray(among)) throw new ArgumentError(`among must be an array of path names, got ${show(among)}`);
+    const chosen = new Set<number>();
+    for (const name of among as unknown[]) {
+      const i = typeof name === "string" ? this.index.get(name) : undefined;
+      if (i === undefined) {
+        throw new ArgumentError(`among: ${show(name)} is not one of paths ${this.paths.join(", ")}`);
+      }
+      chosen.add(i);
+    }
+    if (chosen.size === 0) throw new ArgumentError("among must name at least one path");
+    return [...chosen].sort((a, b) => a - b);
   }
 
   private decideAmong(
@@ -360,13 +365,13 @@ export class Router {
     let reason: Reason;
     let candidates: readonly string[];
     if (forcePath !== null) {
-      const i = typeof forcePath === "string" ? this.index.get(forcePath) : undefined;
-      if (i === undefined) {
-        throw new ArgumentError(`forcePath ${show(forcePath)} is not one of paths ${names.join(", ")}`);
+      candidates = among === null ? names : among.map((j) => names[j]!);
+      if (typeof forcePath !== "string" || !candidates.includes(forcePath)) {
+        const offered = among === null ? "paths" : "the paths offered (among)";
+        throw new ArgumentError(`forcePath ${show(forcePath)} is not one of ${offered} ${candidates.join(", ")}`);
       }
       path = forcePath;
       reason = "forced";
-      candidates = among === null ? names : among.map((j) => names[j]!);
     } else if (among === null) {
       candidates = names;
       let i = 0;

@@ -6,6 +6,7 @@ import { after, test } from "node:test";
 
 import {
   ArgumentError,
+  connectionFromEnv,
   NoCurrentDecision,
   Router,
   silentLogger,
@@ -233,7 +234,9 @@ test("bad options name the field and the rule", () => {
     [{ minSamples: -1 }, /minSamples must be a non-negative integer/],
     [{ tieMargin: Number.NaN }, /tieMargin must be a number in \[0, 1\]/],
     [{ stalenessMs: 0 }, /stalenessMs must be a number > 0, got 0/],
-    [{ topicPrefix: "bad prefix" }, /topicPrefix "bad prefix" is invalid/],
+    [{ connection: { topicPrefix: "bad prefix" } }, /connection.topicPrefix "bad prefix" is invalid/],
+    [{ connection: { redisUrl: "http://x" } }, /connection.redisUrl must be a redis:\/\/ or rediss:\/\/ URL/],
+    [{ connection: { bootstrapServers: "a b" } }, /connection.bootstrapServers must be host:port/],
     [{ cache: { initWaitMs: -5 } }, /cache.initWaitMs must be a number >= 0, got -5/],
     [{ emitter: { maxQueuedEvents: 0 } }, /emitter.maxQueuedEvents must be an integer > 0/],
     [{ explorationrate: 0.2 } as never, /Router: unknown option "explorationrate"/],
@@ -275,6 +278,27 @@ test("router.report() with no decision in this context is NoCurrentDecision", as
     })(),
     NoCurrentDecision,
   );
+});
+
+test("among offers only some paths; forcePath must be one of them", async () => {
+  const [router, sink] = make({ source: new StaticSnapshotSource(snapshot("summarize", 1, { a: { alpha: 99, beta: 1, n: 100 }, b: { alpha: 50, beta: 50, n: 100 }, c: { alpha: 60, beta: 40, n: 100 } })), explorationRate: 0 });
+  await router.start();
+  for (let i = 0; i < 50; i++) {
+    const d = router.decide({ among: ["c", "b"] });
+    assert.notEqual(d.path, "a");
+    assert.deepEqual(d.candidates, ["b", "c"]);
+  }
+  assert.deepEqual(sink.decisions[0]!.candidates, ["b", "c"]);
+  assert.throws(() => router.decide({ among: ["b"], forcePath: "a" }), /forcePath "a" is not one of the paths offered \(among\) b/);
+  assert.throws(() => router.decide({ among: ["z"] }), /among: "z" is not one of paths a, b, c/);
+  assert.throws(() => router.decide({ among: [] }), /among must name at least one path/);
+});
+
+test("fromEnv: the OUTROUTE_* variables, and a connection given wins field by field", () => {
+  const env = { OUTROUTE_BOOTSTRAP_SERVERS: "kafka:9092", OUTROUTE_TOPIC_PREFIX: "staging", OUTROUTE_REDIS_URL: "redis://r:6379/1" };
+  const made = connectionFromEnv({ topicPrefix: "mine" }, env);
+  assert.deepEqual([made.bootstrapServers, made.topicPrefix, made.redisUrl, made.redisKeyPrefix], ["kafka:9092", "mine", "redis://r:6379/1", "outroute"]);
+  assert.throws(() => connectionFromEnv({}, { OUTROUTE_TOPIC_PREFIX: "no spaces allowed" }), /connection.topicPrefix/);
 });
 
 test("trace ids are unique and decisions never wait", () => {
