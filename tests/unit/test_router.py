@@ -15,6 +15,7 @@ import pytest
 
 import producer_sdk
 from producer_sdk import CacheOptions, ConnectionOptions, NoCurrentDecision, Router, SamplingParams
+from producer_sdk._impl.calls import no_wait, run_sync
 from producer_sdk.testing import InMemorySink, StaticSnapshotSource, UnavailableSnapshotSource
 from schemas import PathStats, PolicySnapshot
 from schemas.settings import OutrouteSettings
@@ -609,6 +610,19 @@ def test_arun_awaits_async_paths(make: Any, sink: InMemorySink) -> None:
     )
     assert asyncio.run(router.arun(4)) == 8
     assert [o.success for o in sink.outcomes] == [False]  # 8 waits for the caller's verdict
+
+
+def test_sync_twins_run_the_async_flow_without_a_loop_and_refuse_one_that_waits() -> None:
+    async def plain(x: int) -> int:
+        return x + 1
+
+    async def waits() -> None:
+        await asyncio.sleep(0)
+
+    assert run_sync(no_wait(lambda: 41)()) == 41
+    assert run_sync(plain(1)) == 2
+    with pytest.raises(RuntimeError, match="suspended"):
+        run_sync(waits())
 
 
 # -- lifecycle ---------------------------------------------------------------------------------
