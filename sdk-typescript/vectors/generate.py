@@ -15,6 +15,8 @@ is no longer what the Python SDK produces, so the two SDKs cannot drift apart si
   tolerance of a few standard errors of the difference of two binomial proportions.
 - ``murmur2``: the partition of trace-id keys, as the Python producer's partitioner
   (murmur2, as the Java client's) puts them.
+- ``policies``: snapshots (JSON, as the workers write them) compiled at a fixed time for a
+  router's paths: which arms are cold, stale, degrading, and the status the policy view shows.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from __future__ import annotations
 import json
 import random
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from aiokafka.partitioner import murmur2
 
+from producer_sdk.policy import CompiledPolicy
 from producer_sdk.sampling import (
     QUANTILE_KNOTS,
     Arm,
@@ -35,6 +39,7 @@ from producer_sdk.sampling import (
     beta_quantiles,
     choose,
 )
+from schemas import PathStats, PolicySnapshot
 
 OUT = Path(__file__).with_name("vectors.json")
 K = QUANTILE_KNOTS
@@ -226,7 +231,71 @@ def generate() -> dict[str, Any]:
         "choices": choices,
         "frequencies": frequencies,
         "murmur2": {"keys": keys, "partitions": partitions},
+        "policies": policies(),
     }
+
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+POLICIES: list[dict[str, Any]] = [
+    {
+        "name": "cold by outcomes, stale by time or by status, degrading by status",
+        "params": {"min_samples": 20, "staleness": 7 * 24 * 3600.0},
+        "paths": ["fresh", "few", "old", "marked-stale", "alert", "unknown"],
+        "snapshot": {
+            "fresh": {"n": 500, "status": "healthy", "last": NOW - timedelta(hours=1)},
+            "few": {"n": 19, "status": "cold", "last": NOW - timedelta(minutes=5)},
+            "old": {"n": 300, "status": "healthy", "last": NOW - timedelta(days=8)},
+            "marked-stale": {"n": 300, "status": "stale", "last": NOW - timedelta(days=1)},
+            "alert": {"n": 300, "status": "degrading", "last": NOW - timedelta(days=9)},
+        },
+    },
+    {
+        "name": "a router's own thresholds",
+        "params": {"min_samples": 5, "staleness": 3600.0},
+        "paths": ["a", "b", "c"],
+        "snapshot": {
+            "a": {"n": 5, "status": "healthy", "last": NOW - timedelta(minutes=59)},
+            "b": {"n": 4, "status": "healthy", "last": NOW - timedelta(minutes=61)},
+            "c": {"n": 100, "status": "healthy", "last": None},
+        },
+    },
+]
+
+
+def policies() -> list[dict[str, Any]]:
+    out = []
+    for case in POLICIES:
+        stats = {
+            name: PathStats(
+                alpha=1.0 + spec["n"] * 0.8,
+                beta=1.0 + spec["n"] * 0.2,
+                n=spec["n"],
+                recent_n=0,
+                recent_successes=0.0,
+                last_outcome_at=spec["last"],
+                status=spec["status"],
+            )
+            for name, spec in case["snapshot"].items()
+        }
+        snapshot = PolicySnapshot(goal="vectors", version=3, generated_at=NOW, paths=stats)
+        params = SamplingParams(**case["params"])
+        compiled = CompiledPolicy.compile(snapshot, case["paths"], params, now=NOW)
+        view = compiled.view("vectors", stale=False)
+        out.append(
+            {
+                "name": case["name"],
+                "params": case["params"],
+                "paths": case["paths"],
+                "now": NOW.isoformat(),
+                "snapshot": snapshot.model_dump_json(),
+                "arms": [
+                    {"name": a.name, "cold": a.cold, "stale": a.stale, "degrading": a.degrading}
+                    for a in compiled.arm_set.arms
+                ],
+                "statuses": [p.status for p in view.paths],
+            }
+        )
+    return out
 
 
 def render() -> str:

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 
 import { partitionOf } from "../../src/murmur2.js";
+import { CompiledPolicy, parseSnapshot } from "../../src/policy.js";
 import { Rng, type RandomSource } from "../../src/random.js";
 import { ArmSet, betaQuantiles, choose, makeArm, samplingParams, type SamplingParams } from "../../src/sampling.js";
 import { PACKAGE } from "../support/helpers.js";
@@ -35,6 +36,15 @@ const vectors = JSON.parse(readFileSync(join(PACKAGE, "vectors", "vectors.json")
   choices: (Scenario & { cases: { uniforms: number[]; index: number; reason: string; used: number }[] })[];
   frequencies: (Scenario & { decisions: number; counts: Record<string, number> })[];
   murmur2: { keys: string[]; partitions: Record<string, number[]> };
+  policies: {
+    name: string;
+    params: { min_samples: number; staleness: number };
+    paths: string[];
+    now: string;
+    snapshot: string;
+    arms: { name: string; cold: boolean; stale: boolean; degrading: boolean }[];
+    statuses: string[];
+  }[];
 };
 
 function build(scenario: Scenario): [ArmSet, SamplingParams] {
@@ -133,5 +143,20 @@ test("trace ids land in the partition the Python producer picks (murmur2)", () =
   const { keys, partitions } = vectors.murmur2;
   for (const [count, expected] of Object.entries(partitions)) {
     assert.deepEqual(keys.map((k) => partitionOf(k, Number(count))), expected, `${count} partitions`);
+  }
+});
+
+test("a snapshot means the same to both SDKs: cold, stale, degrading, and the status shown", () => {
+  assert.ok(vectors.policies.length >= 2);
+  for (const p of vectors.policies) {
+    const compiled = CompiledPolicy.compile(parseSnapshot(p.snapshot), p.paths, {
+      minSamples: p.params.min_samples,
+      tieMargin: 0.05,
+      pathStalenessMs: p.params.staleness * 1000,
+      now: Date.parse(p.now),
+    });
+    const arms = compiled.armSet.arms.map((a) => ({ name: a.name, cold: a.cold, stale: a.stale, degrading: a.degrading }));
+    assert.deepEqual(arms, p.arms, p.name);
+    assert.deepEqual(compiled.view("vectors", false).paths.map((v) => v.status), p.statuses, p.name);
   }
 });
