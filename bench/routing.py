@@ -84,10 +84,7 @@ def _routers(run: Run, settings: WorkerSettings, seed: int, sink: KafkaEventSink
             run.routers[paths] = Router(
                 run.goal,
                 list(paths),
-                kafka_bootstrap_servers=settings.bootstrap_servers,
-                redis_url=settings.redis_url.get_secret_value(),
-                topic_prefix=settings.topic_prefix,
-                redis_key_prefix=settings.redis_key_prefix,
+                connection=settings,
                 service="outroute-bench",
                 cache=CacheOptions(poll_interval=0.5),
                 event_sink=sink,

@@ -89,7 +89,7 @@ def simulate(
     live: bool,
 ) -> dict[str, Tally]:
     """Run the simulated traffic; print the summary; return the tallies per policy."""
-    from producer_sdk import CacheOptions, Router
+    from producer_sdk import CacheOptions, Router, SamplingParams
 
     world = World(DEMO, requests, seed=seed)
     redis = sync_redis(settings, "the demo")
@@ -100,15 +100,12 @@ def simulate(
         router = Router(
             goal=GOAL,
             paths=[p.name for p in world.paths],
-            kafka_bootstrap_servers=settings.bootstrap_servers,
-            redis_url=settings.redis_url.get_secret_value(),
-            topic_prefix=settings.topic_prefix,
-            redis_key_prefix=settings.redis_key_prefix,
+            connection=settings,
             service="outroute-demo",
             cache=CacheOptions(poll_interval=0.5),
             # The demo squeezes an outage and its recovery into a minute: probe the alerted path
             # on 5% of requests (default 1%) so that its recovery shows within the run.
-            recovery_probe_rate=0.05,
+            sampling=SamplingParams(recovery_probe_rate=0.05),
             seed=seed,
         )
         with router:

@@ -76,10 +76,7 @@ def test_broker_restart_and_kill_9_under_sdk_traffic_lose_nothing(
     router = Router(
         "restart",
         ["a", "b"],
-        kafka_bootstrap_servers=settings.bootstrap_servers,
-        topic_prefix=prefix,
-        redis_url=redis_url,
-        redis_key_prefix=prefix,
+        connection=settings,
         emitter=EmitterOptions(delivery_timeout=600.0, idempotent=idempotent),
         cache=CacheOptions(init_wait=0.0),
         seed=13,

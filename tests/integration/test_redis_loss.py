@@ -23,7 +23,7 @@ from confluent_kafka import Producer
 from pydantic import SecretStr
 from pydantic_core import from_json, to_json
 
-from producer_sdk import Router
+from producer_sdk import ConnectionOptions, Router
 from producer_sdk.testing import InMemorySink
 from schemas import JoinPosition, PathDelta, PolicySnapshot, Topics
 from stream_workers import WorkerSettings
@@ -71,8 +71,9 @@ def test_redis_restarted_empty_gets_every_snapshot_back_without_traffic(
         router = Router(
             GOAL,
             ["a", "b"],
-            redis_url=private.url,
-            redis_key_prefix=local.redis_key_prefix,
+            connection=ConnectionOptions(
+                redis_url=private.url, redis_key_prefix=local.redis_key_prefix
+            ),
             event_sink=InMemorySink(),
             seed=19,
         ).start(wait=10)
