@@ -23,8 +23,9 @@ __all__ = [
 
 MAX_CANDIDATES: Final = 64
 
-Reason = Literal["exploit", "explore", "cold_start", "forced", "fallback"]
-"""Why a path was chosen: the rules in ``producer_sdk.sampling`` and ``docs/sdk.md``."""
+Reason = Literal["exploit", "explore", "cold_start", "forced", "fallback", "override"]
+"""Why a path was chosen: the rules in ``producer_sdk.sampling`` and ``docs/sdk.md``.
+``override``: the goal is pinned to the path by an operator (``schemas.overrides``)."""
 REASONS: Final[tuple[str, ...]] = get_args(Reason)
 
 FailureCategory = Literal[

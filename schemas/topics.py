@@ -79,9 +79,9 @@ class Topics:
         "dead_letter",
         "decisions",
         "outcomes",
+        "overrides",
         "partitions",
         "path_deltas",
-        "overrides",
         "posterior_state",
         "prefix",
     )
