@@ -126,8 +126,8 @@ def test_provider_failures_are_reported_once_then_raised(
     with router(server, [model], sink) as r:
         with pytest.raises(ProviderError) as info:
             r.completion(HELLO)
-        # The seeds' pattern reports success after completion() and nothing in except; a
-        # caller who reports the failure again is told it was taken already.
+        # The hosted router's documented pattern reports success after completion() and nothing
+        # in except; a caller who reports the failure again is told it was taken already.
         assert r.report(success=False) is False
         assert r.stats().duplicate_reports == 1
     error = info.value
