@@ -37,11 +37,11 @@ inputs = app.topic(
     value_serializer="raw",
 )
 pending = app.Table("pending", default=None, partitions=PARTITIONS)
-pending.key_serializer = pending.value_serializer = "raw"
+pending.key_serializer = pending.value_serializer = "raw"  # type: ignore[attr-defined]
 state = {"joined": 0, "first": 0.0}
 
 
-@app.task
+@app.task  # type: ignore[untyped-decorator]
 async def quiet() -> None:
     logging.getLogger().setLevel(logging.WARNING)
 

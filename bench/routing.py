@@ -52,7 +52,7 @@ from bench.scenarios import (  # noqa: E402
     run_reference,
 )
 from producer_sdk import CacheOptions, EmitterOptions, KafkaEventSink, Router  # noqa: E402
-from schemas import Topics  # noqa: E402
+from schemas import FailureCategory, Topics  # noqa: E402
 from stream_workers import WorkerSettings, create_topics  # noqa: E402
 from stream_workers.clients import sync_redis  # noqa: E402
 from stream_workers.local.stack import LocalStack, start_worker  # noqa: E402
@@ -110,7 +110,7 @@ def drive(console: Console, runs: list[Run], requests: int, speed: float, worker
         for run in runs:
             decision = run.router(i).decide()
             attempt = run.world.attempt(decision.path, i)
-            category = (
+            category: FailureCategory | None = (
                 None if attempt.ok else "provider_error" if attempt.raised else "invalid_output"
             )
             decision.report(
