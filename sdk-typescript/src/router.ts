@@ -11,6 +11,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { randomBytes } from "node:crypto";
 
+import { checkAmong, normalizePaths } from "./arguments.js";
 import { RedisSnapshotSource, PolicyCache, type SnapshotSource } from "./cache.js";
 import { CallablePaths, type PathFn } from "./callables.js";
 import { Judge, type CallHost } from "./calls.js";
@@ -46,7 +47,6 @@ import {
   checkIdentifier,
   checkKeys,
   checkNumber,
-  MAX_CANDIDATES,
   show,
   type Context,
 } from "./validate.js";
@@ -136,42 +136,6 @@ export interface DecideOptions {
   context?: Record<string, string | number | boolean>;
   /** Use this path (reason `forced`); it must be one of the router's paths. */
   forcePath?: string;
-}
-
-function normalizePaths(paths: unknown): [string[], PathFn[] | null] {
-  if (!Array.isArray(paths)) {
-    throw new ArgumentError(`paths must be an array of names or functions, got ${show(paths)}`);
-  }
-  if (paths.length === 0) throw new ArgumentError("paths must not be empty");
-  if (paths.length > MAX_CANDIDATES) {
-    throw new ArgumentError(`paths may hold at most ${MAX_CANDIDATES} entries, got ${paths.length}`);
-  }
-  const names: string[] = [];
-  const fns: PathFn[] = [];
-  for (const item of paths as unknown[]) {
-    if (typeof item === "string") {
-      names.push(checkIdentifier("path", item));
-    } else if (Array.isArray(item) && item.length === 2 && typeof item[1] === "function") {
-      names.push(checkIdentifier("path name", item[0]));
-      fns.push(item[1] as PathFn);
-    } else if (typeof item === "function") {
-      if (!item.name) {
-        throw new ArgumentError(
-          "cannot name an anonymous function path; pass [name, fn] pairs instead",
-        );
-      }
-      names.push(checkIdentifier("path (function name)", item.name));
-      fns.push(item as PathFn);
-    } else {
-      throw new ArgumentError(`each path must be a name (string) or a function, got ${show(item)}`);
-    }
-  }
-  if (fns.length > 0 && fns.length !== names.length) {
-    throw new ArgumentError("paths must be all names (strings) or all functions, not a mix");
-  }
-  const repeated = [...new Set(names.filter((n, i) => names.indexOf(n) !== i))].sort();
-  if (repeated.length > 0) throw new ArgumentError(`paths must be unique; repeated: ${repeated.join(", ")}`);
-  return [names, fns.length > 0 ? fns : null];
 }
 
 /** Routes one goal's requests across its paths. One per goal per process. */
@@ -329,23 +293,8 @@ export class Router {
     }
     checkKeys("decide()", options, ["context", "forcePath", "among"]);
     const context = options.context === undefined ? null : checkContext(options.context);
-    const among = options.among === undefined ? null : this.checkAmong(options.among);
+    const among = options.among === undefined ? null : checkAmong(options.among, this.index, this.paths);
     return this.decideAmong(among, context, options.forcePath ?? null, "decide()", false);
-  }
-
-  /** The indexes of the paths named in `among`, in the router's order. */
-  private checkAmong(among: unknown): number[] {
-    if (!Array.isArray(among)) throw new ArgumentError(`among must be an array of path names, got ${show(among)}`);
-    const chosen = new Set<number>();
-    for (const name of among as unknown[]) {
-      const i = typeof name === "string" ? this.index.get(name) : undefined;
-      if (i === undefined) {
-        throw new ArgumentError(`among: ${show(name)} is not one of paths ${this.paths.join(", ")}`);
-      }
-      chosen.add(i);
-    }
-    if (chosen.size === 0) throw new ArgumentError("among must name at least one path");
-    return [...chosen].sort((a, b) => a - b);
   }
 
   private decideAmong(
