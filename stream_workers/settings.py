@@ -25,6 +25,8 @@ OUTROUTE_MIN_DROP                  0.1         success-rate drop that opens an a
 OUTROUTE_MIN_SAMPLES               20          outcomes before a path is no longer cold
 OUTROUTE_STALENESS                 604800      a path with no outcome for this long is stale
 OUTROUTE_PUBLISH_INTERVAL          0.2         at most one snapshot per goal this often
+OUTROUTE_HISTORY                   true        keep per-path history and the join's health counts
+                                               in Redis for the dashboard (``false``: neither)
 OUTROUTE_ALERTS_WEBHOOK_URL        (none)      where ``outroute alerts forward`` posts alerts
 OUTROUTE_ALERTS_WEBHOOK_SECRET     (none)      HMAC-SHA256 key that signs the posted alerts
 =================================  ==========  ==================================================
@@ -76,6 +78,7 @@ class WorkerSettings(OutrouteSettings):
     min_samples: int = Field(default=_POSTERIOR.min_samples, ge=0)
     staleness: float = Field(default=_POSTERIOR.staleness, gt=0)
     publish_interval: float = Field(default=0.2, gt=0, le=60)
+    history: bool = _POSTERIOR.history
     alerts_webhook_url: str | None = Field(default=None, pattern=r"^(https?://\S+)?$")
     alerts_webhook_secret: SecretStr | None = None
 

@@ -28,11 +28,15 @@ from collections.abc import Iterator
 from typing import Final, Literal
 
 __all__ = [
+    "COUNT_FIELDS",
     "FIELDS",
     "MAX_BUCKETS",
+    "MAX_PENDING",
     "RESOLUTIONS",
     "RETENTION",
     "BucketSums",
+    "Increments",
+    "PendingHistory",
     "Resolution",
     "bucket_of",
     "expires_at",
@@ -47,9 +51,14 @@ RETENTION: Final[dict[Resolution, int]] = {"m": 25 * 3600, "h": 8 * 24 * 3600}
 #: Hash fields per path, in the order of the sums ``BucketSums`` keeps; ``_n`` fields and
 #: ``n`` are integers.
 FIELDS: Final = ("n", "s", "cost", "cost_n", "lat", "lat_n")
-#: (path, minute) sums a goal keeps unwritten at most: a minute of 256 paths (the snapshot's
-#: maximum) over about three days of backfill. Beyond it, items are counted as dropped.
-MAX_BUCKETS: Final = 1_000_000 // len(FIELDS)
+#: Fields written with HINCRBY; the others are floats.
+COUNT_FIELDS: Final = frozenset({"n", "cost_n", "lat_n"})
+#: (path, minute) sums a goal accumulates at most between two state writes (a tick, unless
+#: the broker is away): a path's month of minutes. Beyond it, items are counted as dropped.
+MAX_BUCKETS: Final = 50_000
+#: (goal, resolution, bucket) hashes the stage keeps unwritten at most while Redis is away:
+#: a thousand goals' ten minutes; the hashes of the current minute and hour merge in place.
+MAX_PENDING: Final = 20_000
 
 
 def bucket_of(seconds: float, resolution: Resolution) -> int:
@@ -123,9 +132,10 @@ class BucketSums:
                 into[i] += value
 
     def take(self) -> BucketSums:
-        """The sums so far, in a new object; these start empty (drops stay counted here)."""
+        """The sums and drops so far, in a new object; these start empty."""
         taken = BucketSums(self.limit)
         taken._sums, self._sums = self._sums, {}
+        taken.dropped, self.dropped = self.dropped, 0
         return taken
 
     def by_bucket(self) -> Iterator[tuple[Resolution, int, dict[str, float]]]:
@@ -145,3 +155,75 @@ class BucketSums:
             yield "m", minute, fields
         for hour_bucket, fields in sorted(hours.items()):
             yield "h", hour_bucket, fields
+
+
+#: One hash's increments: (resolution, bucket) -> {"<path>|<field>": value}.
+Increments = tuple[Resolution, int, dict[str, float]]
+
+
+class PendingHistory:
+    """Increments ready for Redis, merged per hash, at most ``limit`` hashes in all goals.
+
+    A hash not yet pending when ``limit`` are is dropped, its outcomes counted in
+    ``dropped`` per resolution; a bucket already past its retention at ``now`` is not kept
+    (it would expire on arrival).
+    """
+
+    __slots__ = ("_goals", "_size", "dropped", "limit")
+
+    def __init__(self, limit: int = MAX_PENDING) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit!r}")
+        self.limit = limit
+        self._goals: dict[str, dict[tuple[Resolution, int], dict[str, float]]] = {}
+        self._size = 0
+        #: resolution -> outcomes whose increments of that resolution were dropped
+        self.dropped: dict[Resolution, int] = {"m": 0, "h": 0}
+
+    def __len__(self) -> int:
+        return self._size
+
+    def goals(self) -> list[str]:
+        """Goals with increments pending, sorted."""
+        return sorted(self._goals)
+
+    def add(self, goal: str, sums: BucketSums, now: float) -> None:
+        """Merge ``goal``'s ``sums`` (written after a snapshot of it as of ``now``)."""
+        self.dropped["m"] += sums.dropped
+        self.dropped["h"] += sums.dropped
+        hashes = self._goals.get(goal)
+        for resolution, bucket, fields in sums.by_bucket():
+            if expires_at(bucket, resolution) <= now:
+                continue
+            if hashes is None:
+                hashes = self._goals[goal] = {}
+            into = hashes.get((resolution, bucket))
+            if into is None:
+                if self._size >= self.limit:
+                    outcomes = sum(v for f, v in fields.items() if f.endswith("|n"))
+                    self.dropped[resolution] += int(outcomes)
+                    continue
+                hashes[resolution, bucket] = dict(fields)
+                self._size += 1
+                continue
+            for name, value in fields.items():
+                into[name] = into.get(name, 0) + value
+        if hashes is not None and not hashes:
+            del self._goals[goal]
+
+    def of(self, goal: str, limit: int) -> list[Increments]:
+        """Up to ``limit`` pending hashes of ``goal``: minutes first, oldest first."""
+        hashes = self._goals.get(goal, {})
+        keys = sorted(hashes, key=lambda key: (key[0] != "m", key[1]))[:limit]
+        return [(resolution, bucket, hashes[resolution, bucket]) for resolution, bucket in keys]
+
+    def written(self, goal: str, written: list[Increments]) -> None:
+        """``written`` (from ``of``) is in Redis: forget it."""
+        hashes = self._goals.get(goal)
+        if hashes is None:
+            return
+        for resolution, bucket, _ in written:
+            if hashes.pop((resolution, bucket), None) is not None:
+                self._size -= 1
+        if not hashes:
+            del self._goals[goal]

@@ -1,9 +1,11 @@
 """Per-goal posterior state: deltas in, snapshots and alerts out (pure, no I/O).
 
 ``GoalState.apply`` admits a delta's items through the frontier (docs/recovery.md), updates
-each path's decayed posterior and detector, and returns the alerts its items triggered. The
-whole state, frontier included, serialises to JSON so that the posterior stage can checkpoint
-it atomically with the snapshot it publishes.
+each path's decayed posterior and detector, adds them to the goal's history buckets (when
+``PosteriorConfig.history``), and returns the alerts its items triggered. The whole state,
+frontier included, serialises to JSON so that the posterior stage can checkpoint it
+atomically with the snapshot it publishes; the history buckets are not part of it: the stage
+takes them after each checkpoint and writes them to Redis.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from stream_workers.pipeline.posterior.detectors import (
     Transition,
 )
 from stream_workers.pipeline.posterior.frontier import FrontierSet
+from stream_workers.pipeline.posterior.history import BucketSums
 
 if TYPE_CHECKING:
     from stream_workers.settings import WorkerSettings
@@ -48,6 +51,8 @@ class PosteriorConfig:
     source_partitions: int | None = None
     #: makes each path's detector, given ``half_life``
     detector: DetectorFactory = BetaDropDetector
+    #: keep per-path sums in event-time buckets for the dashboard (``history``)
+    history: bool = True
 
     @classmethod
     def from_settings(cls, settings: WorkerSettings) -> PosteriorConfig:
@@ -101,6 +106,13 @@ class GoalState:
     #: source partition -> (its latest event time, wall time of its last delta); rebuilt
     #: from the deltas after a restart, so not in the checkpoint
     _sources: dict[int, tuple[float, float]] = field(default_factory=dict, repr=False)
+    #: items applied since the stage last took them, per (path, event-time minute); None
+    #: when the config keeps no history. Not in the checkpoint.
+    history: BucketSums | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.history is None and self.config.history:
+            self.history = BucketSums()
 
     def _path(self, name: str) -> _Path:
         state = self.paths.get(name)
@@ -118,6 +130,7 @@ class GoalState:
             raise ValueError(f"delta of goal {delta.goal!r} given to goal {self.goal!r}")
         wall = time.time() if wall is None else wall
         state = self._path(delta.path)
+        history = self.history
         for i in self.frontier.admit(delta):
             reward, at = delta.rewards[i], delta.event_times[i]
             state.posterior.update(reward, at)
@@ -129,6 +142,8 @@ class GoalState:
             if latency is not None:
                 state.latency_sum += latency
                 state.latency_n += 1
+            if history is not None:
+                history.add(delta.path, at, reward, cost, latency)
             if state.last_event_at is None or at > state.last_event_at:
                 state.last_event_at = at
             if self.latest_event_at is None or at > self.latest_event_at:
