@@ -27,6 +27,7 @@ Redis keys (``R`` is the Redis key prefix)::
                                   SDKs with the snapshot; a change is published on
                                   R:policy-updates like a snapshot
     R:override-log:<goal> list    recent override records, newest first, capped
+    R:override-lock:<goal> string held while one writer changes the goal's overrides
     R:history:<goal>:<res>:<bucket>  hash  per-path outcome sums of one time bucket
                                   (res ``m``: minute, ``h``: hour; bucket: epoch minute or
                                   hour), written by the posterior stage, expiring
@@ -161,6 +162,9 @@ class RedisKeys:
 
     def override_log(self, goal: str) -> str:
         return f"{self.prefix}:override-log:{goal}"
+
+    def override_lock(self, goal: str) -> str:
+        return f"{self.prefix}:override-lock:{goal}"
 
     def history(self, goal: str, resolution: str, bucket: int) -> str:
         """``resolution`` ``m`` (bucket: epoch minute) or ``h`` (bucket: epoch hour)."""

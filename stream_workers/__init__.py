@@ -10,7 +10,7 @@ This package exports what an operator's code needs: the settings, the errors, to
 administration and the local stack.
 """
 
-from stream_workers.errors import LocalStackError, TopicLayoutError, WorkerError
+from stream_workers.errors import LocalStackError, OverrideRefused, TopicLayoutError, WorkerError
 from stream_workers.local.apache_kafka import KAFKA_VERSION, ApacheKafka
 from stream_workers.local.stack import EmbeddedBroker, LocalRedis, LocalStack, find_or_start_redis
 from stream_workers.ops.topics import (
@@ -29,6 +29,7 @@ __all__ = [
     "LocalRedis",
     "LocalStack",
     "LocalStackError",
+    "OverrideRefused",
     "TopicLayoutError",
     "TopicStatus",
     "WorkerError",
