@@ -19,6 +19,7 @@ import yaml
 import producer_sdk
 import schemas
 import stream_workers
+import stream_workers.dashboard
 import stream_workers.local
 import stream_workers.ops
 import stream_workers.ops.backfill
@@ -66,6 +67,7 @@ def _assert_all_is_sorted_and_real(module: Any) -> None:
 PACKAGES = [schemas, producer_sdk, stream_workers, stream_workers.local, stream_workers.ops]
 PACKAGES += [stream_workers.pipeline, stream_workers.ops.backfill, stream_workers.pipeline.join]
 PACKAGES += [stream_workers.pipeline.posterior, stream_workers.pipeline.posterior.detectors]
+PACKAGES += [stream_workers.dashboard]
 
 
 @pytest.mark.parametrize("module", PACKAGES, ids=lambda m: m.__name__)
@@ -86,6 +88,7 @@ def test_no_module_outgrows_one_concept() -> None:
 COMMANDS = [[], ["demo"], ["topics"], ["topics", "create"], ["topics", "describe"], ["schemas"]]
 COMMANDS += [["schemas", "export"], ["worker"], ["alerts"], ["alerts", "tail"]]
 COMMANDS += [["alerts", "forward"], ["backfill"], ["policy"], ["goals"]]
+COMMANDS += [["dashboard"]]
 
 
 def _commands(
