@@ -326,7 +326,8 @@ def attention(
         )
     if health.get("dead_lettered", 0) > 0:
         score += 20
-        reasons.append(f"{health['dead_lettered']} messages dead-lettered")
+        count = health["dead_lettered"]
+        reasons.append(f"{count} message{'' if count == 1 else 's'} dead-lettered")
     decisions, unreported = health.get("decisions", 0), health.get("unreported", 0)
     if decisions >= 20 and unreported * 2 >= decisions:
         score += 20

@@ -9,6 +9,13 @@ metadata and answers offset lookups wrongly.
 Each tick (``flush_interval``): expire, build deltas, send them and any dead letters, wait for
 the broker's acknowledgements, then write the checkpoints. If a send fails, the same messages
 are sent again on the next tick and nothing is checkpointed until they are acknowledged.
+
+Health (``history``): what each flush added to the counters (``COUNTERS``, per goal, ``""``
+for what has none) is added, in the checkpoints' MULTI, to ``RedisKeys.health(goal, minute)``
+of the minute of the flush (this worker's clock), kept 8 days: the dashboard's outcomes per
+minute, unreported decisions, duplicates, dead letters. While Redis is away the increments
+wait, merged per (goal, minute), at most ``_HEALTH_PENDING``; beyond, they are dropped and
+counted (``health_dropped``).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import base64
 import gc
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Final
@@ -42,6 +50,10 @@ _MAX_RECORDS: Final = 20_000
 #: of the slowest partition that still has input is paused, so that deltas of one goal from
 #: different partitions reach the detector roughly in event-time order.
 _MAX_SKEW: Final = 1.0
+#: How long the join's health counts of a minute are kept (seconds after the minute ends).
+HEALTH_RETENTION: Final = 8 * 24 * 3600
+#: (goal, minute) health hashes kept unwritten at most while Redis is away.
+_HEALTH_PENDING: Final = 20_000
 
 
 class JoinService(BatchStage):
@@ -71,6 +83,12 @@ class JoinService(BatchStage):
         self._taken_in: dict[int, int] = {}
         self._unsent: list[Message] = []
         self.totals: dict[str, Counter[str]] = {name: Counter() for name in COUNTERS}
+        self._keys = settings.redis_keys()
+        #: partition -> counter -> goal -> value already in a health increment
+        self._counted: dict[int, dict[str, Counter[str]]] = {}
+        #: (goal, epoch minute) -> counter -> increment not yet in Redis
+        self._health: dict[tuple[str, int], Counter[str]] = {}
+        self.health_dropped = 0
         self.deltas_sent = 0
         self.checkpoints_written = 0
         self.restore_failures = 0
@@ -197,6 +215,7 @@ class JoinService(BatchStage):
                 self.waiting.pop(partition, None)
                 join = self._joins.pop(partition, None)
                 self._taken_in.pop(partition, None)
+                self._counted.pop(partition, None)
                 if join is not None:
                     self._absorb(join)
                     released.append(partition)
@@ -313,9 +332,42 @@ class JoinService(BatchStage):
                     self._unsent.append(
                         (self._deltas_topic, delta.goal.encode(), delta.model_dump_json().encode())
                     )
+        if self.settings.history:
+            self._count_health(joins, time.time())
         if not await self._send_unsent():
             return  # nothing is checkpointed until every message is acknowledged
         await self._checkpoint(joins)
+
+    def _count_health(self, joins: dict[int, PartitionJoin], now: float) -> None:
+        """Add what the counters of ``joins`` gained since the last flush to the health of
+        the minute of ``now``."""
+        minute = int(now // 60)
+        pending = self._health
+        dropped = self.health_dropped
+        for partition, join in joins.items():
+            counted = self._counted.setdefault(partition, {})
+            for name, counter in join.counters.items():
+                seen = counted.setdefault(name, Counter())
+                for goal, value in counter.items():
+                    gained = value - seen[goal]
+                    if gained <= 0:
+                        continue
+                    seen[goal] = value
+                    into = pending.get((goal, minute))
+                    if into is None:
+                        if len(pending) >= _HEALTH_PENDING:
+                            self.health_dropped += gained
+                            continue
+                        into = pending[goal, minute] = Counter()
+                    into[name] += gained
+        if self.health_dropped > dropped:
+            self.failures.record(
+                "health",
+                100,
+                "health counts: %d dropped so far while Redis is away (%d minutes kept)",
+                self.health_dropped,
+                _HEALTH_PENDING,
+            )
 
     async def _send_unsent(self) -> bool:
         if not self._unsent or self.producer is None:
@@ -334,7 +386,13 @@ class JoinService(BatchStage):
     async def _checkpoint(self, joins: dict[int, PartitionJoin]) -> None:
         if self.redis is None:
             return
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.redis.pipeline(transaction=True)
+        health = self._health
+        for (goal, minute), counts in health.items():
+            key = self._keys.health(goal, minute)
+            for name, value in counts.items():
+                pipe.hincrby(key, name, value)
+            pipe.expireat(key, (minute + 1) * 60 + HEALTH_RETENTION)
         written = 0
         for partition, join in joins.items():
             if join.replaying:
@@ -346,11 +404,12 @@ class JoinService(BatchStage):
             }
             pipe.set(self._key(partition), json.dumps(saved))
             written += 1
-        if not written:
+        if not written and not health:
             return
         try:
             await pipe.execute()
             self.checkpoints_written += written
+            self._health = {}
         except Exception as exc:  # Redis away: a restart replays more, the frontier dedups
             self.failures.record(
                 "checkpoint", 100, "writing join checkpoints failed (%s); retrying", exc

@@ -15,6 +15,14 @@ list, and publish the goal's name. Kafka holds what was learned, Redis serves it
   (the newest per goal) until Redis takes them;
 - Redis emptied (a restart without persistence, a flush, a failover to an empty replica): a
   marker per partition is gone; every goal of that partition is written again from memory.
+
+History (``history``): the items applied to a goal since its last state write are taken
+from its ``GoalState`` once that state is acknowledged by Kafka, and their bucket sums go to
+Redis in the goal's next snapshot MULTI (HINCRBY/HINCRBYFLOAT, EXPIREAT every hash written).
+Taken only after the state, so a replay after a crash, which the saved frontier filters, adds
+nothing twice; lost if the worker dies before Redis has them (best-effort). While Redis is
+away the sums wait, merged per hash, at most ``MAX_PENDING`` hashes; beyond, they are dropped
+and counted (``history_dropped``).
 """
 
 from __future__ import annotations
@@ -34,6 +42,12 @@ from pydantic_core import from_json, to_json
 
 from schemas import DegradationAlert, PathDelta
 from stream_workers.pipeline.posterior.changelog import StateLog, StateLogError
+from stream_workers.pipeline.posterior.history import (
+    COUNT_FIELDS,
+    Increments,
+    PendingHistory,
+    expires_at,
+)
 from stream_workers.pipeline.posterior.state import GoalState, PosteriorConfig
 from stream_workers.pipeline.stage import BatchStage, Message
 from stream_workers.settings import WorkerSettings
@@ -42,6 +56,9 @@ __all__ = ["PosteriorService"]
 
 _ALERTS_KEPT: Final = 100
 _MAX_RECORDS: Final = 5000
+#: History hashes written with a goal's snapshot at most; a backfill's others follow in
+#: pipelines of as many.
+_HISTORY_PER_PIPELINE: Final = 200
 #: How often the markers are checked that tell an emptied Redis from a live one (seconds).
 _MARKER_CHECK: Final = 1.0
 
@@ -80,8 +97,10 @@ class PosteriorService(BatchStage):
         self._unmarked: set[int] = set()  # partitions whose marker must be written
         self._alerts: list[DegradationAlert] = []  # applied, not yet acknowledged by Kafka
         self._unwritten_alerts: dict[str, list[DegradationAlert]] = {}
+        self._history = PendingHistory()  # taken after the state write, not yet in Redis
         self._offsets: dict[TopicPartition, int] = {}
         self._next_marker_check = 0.0
+        self._history_drops_logged = 0
         self.snapshots_written = 0
         self.states_written = 0
         self.invalid_deltas = 0
@@ -323,7 +342,7 @@ class PosteriorService(BatchStage):
             return
         if self._dirty and await self._write_state():
             await self._commit()
-        if self._unpublished or self._unmarked:
+        if self._unpublished or self._unmarked or self._history:
             await self._write_redis()
 
     async def _write_state(self) -> bool:
@@ -362,6 +381,10 @@ class PosteriorService(BatchStage):
             return False
         self.states_written += len(records)
         self._unpublished.update(snapshots)
+        for goal in self._dirty:
+            history = self._goals[goal].history
+            if history:
+                self._history.add(goal, history.take(), now)
         self._dirty.clear()
         if self._migrated and self.redis is not None:
             with contextlib.suppress(Exception):  # read again (the topic wins) if it fails
@@ -388,22 +411,68 @@ class PosteriorService(BatchStage):
                 marked = {str(p): self._token for p in sorted(self._unmarked)}
                 await self.redis.hset(self._marker_key, mapping=marked)  # type: ignore[arg-type]
                 self._unmarked.clear()
-            for goal in sorted(self._unpublished):
-                alerts = self._unwritten_alerts.get(goal, [])
+            now = time.time()
+            # goals whose partition moved away may still have history to write
+            for goal in sorted(self._unpublished.keys() | set(self._history.goals())):
+                snapshot = self._unpublished.get(goal)
+                history = self._history.of(goal, _HISTORY_PER_PIPELINE)
                 pipe = self.redis.pipeline(transaction=True)
-                pipe.set(self._keys.policy(goal), self._unpublished[goal])
-                pipe.sadd(self._keys.goals, goal)
-                for alert in alerts:
-                    pipe.lpush(self._keys.alerts(goal), alert.model_dump_json())
-                if alerts:
-                    pipe.ltrim(self._keys.alerts(goal), 0, _ALERTS_KEPT - 1)
-                pipe.publish(self._keys.policy_updates, goal)
+                if snapshot is not None:
+                    alerts = self._unwritten_alerts.get(goal, [])
+                    pipe.set(self._keys.policy(goal), snapshot)
+                    pipe.sadd(self._keys.goals, goal)
+                    for alert in alerts:
+                        pipe.lpush(self._keys.alerts(goal), alert.model_dump_json())
+                    if alerts:
+                        pipe.ltrim(self._keys.alerts(goal), 0, _ALERTS_KEPT - 1)
+                    pipe.publish(self._keys.policy_updates, goal)
+                self._add_history(pipe, goal, history, now)
                 await pipe.execute()
-                self._unwritten_alerts.pop(goal, None)
-                del self._unpublished[goal]
-                self.snapshots_written += 1
+                self._history.written(goal, history)
+                if snapshot is not None:
+                    self._unwritten_alerts.pop(goal, None)
+                    del self._unpublished[goal]
+                    self.snapshots_written += 1
+                while history := self._history.of(goal, _HISTORY_PER_PIPELINE):
+                    pipe = self.redis.pipeline(transaction=True)
+                    self._add_history(pipe, goal, history, now)
+                    await pipe.execute()
+                    self._history.written(goal, history)
         except Exception as exc:  # Redis away: keep applying deltas, write when it is back
             self.failures.record("publish", 50, "writing snapshots failed (%s); retrying", exc)
+        self._note_history_drops()
+
+    def _add_history(self, pipe: Any, goal: str, hashes: list[Increments], now: float) -> None:
+        """Queue the increments of ``hashes`` and each hash's expiry (a bucket past its
+        retention is left out: it would expire on arrival)."""
+        for resolution, bucket, fields in hashes:
+            expiry = expires_at(bucket, resolution)
+            if expiry <= now:
+                continue
+            key = self._keys.history(goal, resolution, bucket)
+            for name, value in fields.items():
+                if name.rpartition("|")[2] in COUNT_FIELDS:
+                    pipe.hincrby(key, name, int(value))
+                else:
+                    pipe.hincrbyfloat(key, name, value)
+            pipe.expireat(key, expiry)
+
+    def _note_history_drops(self) -> None:
+        dropped = self._history.dropped["m"]
+        if dropped > self._history_drops_logged:
+            self._history_drops_logged = dropped
+            self.failures.record(
+                "history",
+                20,
+                "history: %d outcomes dropped from the per-minute buckets so far (Redis away "
+                "too long, or a backfill larger than the buckets kept unwritten)",
+                dropped,
+            )
+
+    @property
+    def history_dropped(self) -> int:
+        """Outcomes whose per-minute history was dropped (bounds reached; see module doc)."""
+        return self._history.dropped["m"]
 
     # -- inspection --------------------------------------------------------------------------
 
