@@ -4,8 +4,8 @@ Settings come from ``OUTROUTE_*`` environment variables (see ``schemas.settings`
 a command override them. Failures exit non-zero with a one-line reason on stderr.
 
 One module per command group adds its commands to the parser: ``demo``, ``worker``,
-``topics``, ``alerts``, ``backfill``, ``policy`` (with ``goals``), ``dashboard`` and
-``schemas``; what they share is in ``_common``.
+``topics``, ``alerts``, ``backfill``, ``policy`` (with ``goals``), ``overrides`` (``path``,
+``goal`` and ``overrides``), ``dashboard`` and ``schemas``; what they share is in ``_common``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,17 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from schemas import OutrouteError
-from stream_workers.cli import alerts, backfill, dashboard, demo, policy, schemas, topics, worker
+from stream_workers.cli import (
+    alerts,
+    backfill,
+    dashboard,
+    demo,
+    overrides,
+    policy,
+    schemas,
+    topics,
+    worker,
+)
 from stream_workers.cli._common import EXIT_FAILURE, EXIT_INTERRUPTED, Command, one_line
 
 __all__ = ["build_parser", "main"]
@@ -40,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"outroute {_version()}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    groups = (demo, worker, topics, alerts, backfill, policy, dashboard, schemas)
+    groups = (demo, worker, topics, alerts, backfill, policy, overrides, dashboard, schemas)
     for group in groups:  # in the order of --help
         group.add_commands(commands)
     return parser

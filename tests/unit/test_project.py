@@ -89,6 +89,8 @@ COMMANDS = [[], ["demo"], ["topics"], ["topics", "create"], ["topics", "describe
 COMMANDS += [["schemas", "export"], ["worker"], ["alerts"], ["alerts", "tail"]]
 COMMANDS += [["alerts", "forward"], ["backfill"], ["policy"], ["goals"]]
 COMMANDS += [["dashboard"]]
+COMMANDS += [["path"], ["path", "disable"], ["path", "enable"], ["goal"], ["goal", "pin"]]
+COMMANDS += [["goal", "unpin"], ["overrides"]]
 
 
 def _commands(
@@ -103,13 +105,15 @@ def _commands(
 
 def test_each_command_group_module_adds_exactly_the_listed_commands() -> None:
     """The parser has the commands COMMANDS lists, no more, each run by its group's module
-    (``goals`` lives with ``policy``)."""
+    (``goals`` lives with ``policy``, ``path`` and ``goal`` with ``overrides``)."""
     commands = dict(_commands(build_parser()))
     assert set(commands) == {tuple(c) for c in COMMANDS}
     for path, parser in commands.items():
         func = parser.get_default("func")
         if func is not None:
-            group = {"goals": "policy"}.get(path[0], path[0])
+            group = {"goals": "policy", "path": "overrides", "goal": "overrides"}.get(
+                path[0], path[0]
+            )
             assert func.__module__ == f"stream_workers.cli.{group}", path
 
 
