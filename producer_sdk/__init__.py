@@ -13,7 +13,7 @@ from .decision import Decision
 from .emitter import EmitterStats, EventSink, KafkaEventSink
 from .errors import NoCurrentDecision, ProviderError, RouterError
 from .options import CacheOptions, ConnectionOptions, EmitterOptions, Provider
-from .policy import PathView, PolicyView
+from .policy import PathOverride, PathView, PolicyView
 from .providers import Completion
 from .router import SDK_VERSION, Router, RouterStats
 from .sampling import SamplingParams
@@ -32,6 +32,7 @@ __all__ = [
     "EventSink",
     "KafkaEventSink",
     "NoCurrentDecision",
+    "PathOverride",
     "PathView",
     "PolicyView",
     "Provider",

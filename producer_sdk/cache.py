@@ -1,9 +1,12 @@
 """PolicyCache: a daemon thread that keeps one goal's compiled policy fresh.
 
-It GETs ``<prefix>:policy:<goal>``, subscribes to ``<prefix>:policy-updates`` (a goal name is
-published after each write) and polls as a safety net. ``decide()`` only reads
-``PolicyCache.current``, an immutable object swapped in one assignment, so deciding never waits
-for Redis. When Redis is away the last policy stays in use; errors are logged once per outage.
+It reads ``<prefix>:policy:<goal>`` and the goal's overrides ``<prefix>:overrides:<goal>`` in
+one round trip, subscribes to ``<prefix>:policy-updates`` (a goal name is published after each
+write of either) and polls as a safety net. It compiles again when the earliest override in
+force ends, so an override expires by this process's clock without a write. ``decide()`` only
+reads ``PolicyCache.current``, an immutable object swapped in one assignment, so deciding never
+waits for Redis. When Redis is away the last policy stays in use, overrides included; errors
+are logged once per outage.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pydantic import ValidationError
 from redis.client import PubSub
 
 from schemas import PolicySnapshot, RedisKeys
+from schemas.overrides import GoalOverrides
 
 from .options import CacheOptions
 from .policy import CompiledPolicy, PolicyView
@@ -34,9 +38,13 @@ _STOP_SLICE: Final = 0.1
 
 class SnapshotSource(Protocol):
     """Where snapshots come from. ``fetch`` raises when the source is unavailable and returns
-    None when it answered but holds no snapshot for the goal."""
+    None when it answered but holds no snapshot for the goal. ``fetch_overrides``, called right
+    after each ``fetch``, returns the goal's overrides (``GoalOverrides`` JSON) as of that
+    fetch, or None when there are none; a source without that method has no overrides."""
 
     def fetch(self) -> bytes | None: ...
+
+    def fetch_overrides(self) -> bytes | None: ...
 
     def wait_for_update(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds; True as soon as an update may be available."""
@@ -50,6 +58,8 @@ class RedisSnapshotSource:
     def __init__(self, url: str, keys: RedisKeys, goal: str, *, socket_timeout: float = 1.0):
         self._url = url
         self._key = keys.policy(goal)
+        self._overrides_key = keys.overrides(goal)
+        self._overrides: bytes | None = None
         self._channel = keys.policy_updates
         self._goal = goal.encode()
         self._socket_timeout = socket_timeout
@@ -67,10 +77,13 @@ class RedisSnapshotSource:
         return self._client
 
     def fetch(self) -> bytes | None:
-        value = self._redis().get(self._key)
-        if value is None or isinstance(value, bytes):
-            return value
-        return str(value).encode()
+        value, overrides = self._redis().mget(self._key, self._overrides_key)
+        self._overrides = _as_bytes(overrides)
+        return _as_bytes(value)
+
+    def fetch_overrides(self) -> bytes | None:
+        """The overrides read by the last ``fetch()``, in the same round trip."""
+        return self._overrides
 
     def wait_for_update(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -102,6 +115,12 @@ class RedisSnapshotSource:
         client, self._client = self._client, None
         if client is not None:
             client.close()
+
+
+def _as_bytes(value: object) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return str(value).encode()
 
 
 class PolicyCache:
@@ -186,10 +205,19 @@ class PolicyCache:
     def refresh(self, source: SnapshotSource) -> bool:
         """Fetch once and swap in a new policy if it changed. Raises if the source is down."""
         raw = source.fetch()
+        fetch_overrides = getattr(source, "fetch_overrides", None)  # sources older than it
+        overrides_raw = fetch_overrides() if fetch_overrides is not None else None
         self._last_ok = time.monotonic()
         current = self.current
-        if current.loaded and raw == current.raw and time.monotonic() < current.fetched_at + 60:
-            return False  # unchanged (recompiled once a minute so path staleness stays true)
+        if (
+            current.loaded
+            and raw == current.raw
+            and overrides_raw == current.overrides_raw
+            and time.monotonic() < current.recompile_at
+        ):
+            # Unchanged. Compiled again once a minute so that path staleness stays true, and
+            # when the earliest override in force ends.
+            return False
         if raw is None and current.raw is not None:
             # The key is gone (a Redis restarted empty, a flush): what was learned is not.
             if not self._vanished:
@@ -213,19 +241,39 @@ class PolicyCache:
                 self._invalid += 1
                 log.error("ignoring a snapshot of goal %r under goal %r", snapshot.goal, self.goal)
                 return False
+        overrides = self._overrides(overrides_raw, current)
         self.current = CompiledPolicy.compile(
             snapshot,
             self._paths,
             self._params,
             previous=current,
             raw=raw,
+            overrides=overrides,
+            overrides_raw=overrides_raw,
         )
         return True
+
+    def _overrides(self, raw: bytes | None, current: CompiledPolicy) -> GoalOverrides | None:
+        """The overrides in ``raw``; when it is invalid, the last ones (logged, counted)."""
+        if raw is None:
+            return None
+        problem = None
+        try:
+            overrides = GoalOverrides.model_validate_json(raw)
+        except ValidationError as exc:
+            problem = str(exc)
+        else:
+            if overrides.goal == self.goal:
+                return overrides
+            problem = f"they are the overrides of goal {overrides.goal!r}"
+        self._invalid += 1
+        log.error("ignoring invalid overrides for goal %r: %s", self.goal, problem)
+        return current.stored_overrides
 
     def _wait(self, source: SnapshotSource) -> None:
         """Until an update is signalled or poll_interval passes, in slices short enough for
         stop() to be prompt."""
-        deadline = time.monotonic() + self._options.poll_interval
+        deadline = min(time.monotonic() + self._options.poll_interval, self.current.recompile_at)
         while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
             if source.wait_for_update(min(left, _STOP_SLICE)):
                 return

@@ -242,7 +242,7 @@ class Router:
         if force_path is not None:
             path, reason = check_force_path(force_path, candidates, subset is not None), "forced"
         else:
-            i, reason = policy.choose(subset, self._rng, self.params)
+            i, reason = policy.choose(subset, self._rng, self.params, self._overrides_ignored)
             path = candidates[i]
         with self._lock:
             self._decisions += 1
@@ -265,6 +265,14 @@ class Router:
         except Exception as exc:  # never into the host: an emitter bug must not fail requests
             self._warnings.warn("send", "could not emit a decision event: %r", exc)
         return decision
+
+    def _overrides_ignored(self) -> None:
+        self._warnings.warn(
+            "overrides",
+            "every path offered for goal %r is disabled by an override; choosing among them "
+            "as if none were",
+            self.goal,
+        )
 
     def report(self, success: bool, **fields: Any) -> bool:
         """Report the outcome of the decision made last in this thread or asyncio task.
@@ -388,7 +396,8 @@ class Router:
     # -- inspection ----------------------------------------------------------------------------
 
     def get_policy(self) -> PolicyView:
-        """The policy decisions are made with: per path posterior mean, n, status, last seen."""
+        """The policy decisions are made with: per path posterior mean, n, status, last seen,
+        and the operator's override in force (disabled or pinned, by whom, until when)."""
         if not self._started:
             self.start()
         return self._cache.view()

@@ -2,6 +2,7 @@
 
 sink = InMemorySink()
 source = StaticSnapshotSource(snapshot)          # or StaticSnapshotSource(None): no snapshot
+source.set_overrides(overrides)                  # a GoalOverrides: a path disabled, a pin
 router = Router("summarize", ["a", "b"], event_sink=sink, snapshot_source=source)
 d = router.decide(); d.report(success=True)
 assert sink.outcomes[0].trace_id == d.trace_id
@@ -12,6 +13,7 @@ from __future__ import annotations
 import threading
 
 from schemas import DecisionEvent, OutcomeEvent, PolicySnapshot
+from schemas.overrides import GoalOverrides
 
 from .emitter import EmitterStats, EventKind
 
@@ -72,19 +74,30 @@ class InMemorySink(NullSink):
 
 
 class StaticSnapshotSource:
-    """Serves one snapshot (or None: "no snapshot for this goal yet"); ``set()`` replaces it
-    and wakes the router's policy thread."""
+    """Serves one snapshot (or None: "no snapshot for this goal yet") and the goal's overrides
+    (None: none); ``set()`` and ``set_overrides()`` replace them and wake the router's policy
+    thread."""
 
-    def __init__(self, snapshot: PolicySnapshot | None = None) -> None:
+    def __init__(
+        self, snapshot: PolicySnapshot | None = None, overrides: GoalOverrides | None = None
+    ) -> None:
         self._raw = snapshot.model_dump_json().encode() if snapshot is not None else None
+        self._overrides = overrides.model_dump_json().encode() if overrides is not None else None
         self._changed = threading.Event()
 
     def set(self, snapshot: PolicySnapshot | None) -> None:
         self._raw = snapshot.model_dump_json().encode() if snapshot is not None else None
         self._changed.set()
 
+    def set_overrides(self, overrides: GoalOverrides | None) -> None:
+        self._overrides = overrides.model_dump_json().encode() if overrides is not None else None
+        self._changed.set()
+
     def fetch(self) -> bytes | None:
         return self._raw
+
+    def fetch_overrides(self) -> bytes | None:
+        return self._overrides
 
     def wait_for_update(self, timeout: float) -> bool:
         if self._changed.wait(timeout):
@@ -100,6 +113,9 @@ class UnavailableSnapshotSource:
     """A snapshot source that is always down, like an unreachable Redis."""
 
     def fetch(self) -> bytes | None:
+        raise ConnectionError("snapshot source unavailable")
+
+    def fetch_overrides(self) -> bytes | None:
         raise ConnectionError("snapshot source unavailable")
 
     def wait_for_update(self, timeout: float) -> bool:

@@ -746,6 +746,7 @@ def test_the_public_names_are_these() -> None:
         "EventSink",
         "KafkaEventSink",
         "NoCurrentDecision",
+        "PathOverride",
         "PathView",
         "PolicyView",
         "Provider",
