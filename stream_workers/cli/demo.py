@@ -7,6 +7,7 @@ import argparse
 from rich.console import Console
 
 from stream_workers.cli._common import COUNT, PORT, SECONDS, Commands, number
+from stream_workers.dashboard.access import DEFAULT_PORT, TOKEN_ENV
 from stream_workers.local.apache_kafka import KAFKA_VERSION
 from stream_workers.local.stack import BROKER_KINDS
 
@@ -21,7 +22,8 @@ def add_commands(commands: Commands) -> None:
         "kafka), find or start Redis, create the "
         "topics and run a worker; then route simulated requests with the SDK among three paths "
         "(large, medium and small models) while the best one silently degrades and recovers, "
-        "with a live view of traffic, posteriors and alerts. At the end, the success rate per "
+        "with a live view of traffic, posteriors and alerts, and the dashboard served on "
+        "127.0.0.1. At the end, the success rate per "
         "phase next to a hard-coded fallback chain on the same requests. Ctrl-C stops "
         "everything cleanly. With --stack-only, just the local stack until Ctrl-C.",
     )
@@ -61,6 +63,14 @@ def add_commands(commands: Commands) -> None:
         "--no-live", action="store_true", help="plain log lines instead of the live view"
     )
     demo.add_argument(
+        "--dashboard-port",
+        type=number(int, at_least=0, at_most=65535),
+        default=DEFAULT_PORT,
+        metavar="PORT",
+        help=f"serve the dashboard on 127.0.0.1:PORT while the traffic runs (default "
+        f"{DEFAULT_PORT}; 0: no dashboard); read-only unless {TOKEN_ENV} is set",
+    )
+    demo.add_argument(
         "--stack-only", action="store_true", help="only run the local stack, until Ctrl-C"
     )
     demo.add_argument(
@@ -87,4 +97,5 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
         seed=args.seed,
         speed=args.speed,
         live=not args.no_live and console.is_terminal,
+        dashboard_port=args.dashboard_port or None,
     )

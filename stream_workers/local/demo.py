@@ -55,8 +55,10 @@ def run_demo(
     seed: int = 0,
     speed: float = 100.0,
     live: bool = True,
+    dashboard_port: int | None = None,
 ) -> int:
-    """The local stack; then, unless ``stack_only``, the simulated routing run."""
+    """The local stack; then, unless ``stack_only``, the simulated routing run, with the
+    dashboard on 127.0.0.1:``dashboard_port`` (None: no dashboard) while it runs."""
     if requests < 30:
         raise ValueError(f"--requests must be >= 30, got {requests}")
     if not speed > 0:
@@ -86,18 +88,47 @@ def run_demo(
             else:
                 from stream_workers.local.demo_run import simulate
 
-                simulate(
-                    console,
-                    settings,
-                    stop,
-                    requests=requests,
-                    seed=seed,
-                    speed=speed,
-                    live=live,
-                )
+                with _dashboard(console, settings, dashboard_port):
+                    simulate(
+                        console,
+                        settings,
+                        stop,
+                        requests=requests,
+                        seed=seed,
+                        speed=speed,
+                        live=live,
+                    )
             console.print("stopping ...")
     console.print("stopped cleanly")
     return 0
+
+
+@contextmanager
+def _dashboard(console: Console, settings: WorkerSettings, port: int | None) -> Iterator[None]:
+    """The dashboard while the block runs; a port in use is reported, and the demo goes on."""
+    if port is None:
+        yield
+        return
+    from pydantic import SecretStr
+
+    from stream_workers.dashboard import TOKEN_ENV, Access, DashboardServer
+    from stream_workers.errors import WorkerError
+
+    token = os.environ.get(TOKEN_ENV) or None
+    access = Access(SecretStr(token) if token is not None else None)
+    server = DashboardServer(settings, port=port, access=access)
+    try:
+        server.start()
+    except WorkerError as exc:
+        console.print(f"no dashboard: {exc}; choose another with --dashboard-port", highlight=False)
+        yield
+        return
+    mode = "changes need the token" if access.writable else f"read-only: {TOKEN_ENV} is unset"
+    console.print(f"dashboard: {server.url} ({mode})", highlight=False)
+    try:
+        yield
+    finally:
+        server.close()
 
 
 def _print_stack(console: Console, stack: LocalStack, statuses: list[TopicStatus]) -> None:
