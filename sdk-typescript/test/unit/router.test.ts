@@ -306,3 +306,22 @@ test("trace ids are unique and decisions never wait", () => {
   const ids = new Set(Array.from({ length: 1000 }, () => router.decide().traceId));
   assert.equal(ids.size, 1000);
 });
+
+test("a sink that throws never reaches the host: decide() and report() go on, warned once", async () => {
+  const warnings: string[] = [];
+  const broken = new InMemorySink();
+  broken.send = () => {
+    throw new Error("sink bug");
+  };
+  const router = new Router({
+    goal: "g",
+    paths: ["a", "b"],
+    eventSink: broken,
+    snapshotSource: new StaticSnapshotSource(null),
+    logger: { ...silentLogger, warn: (m) => warnings.push(m) },
+  });
+  routers.push(router);
+  for (let i = 0; i < 5; i++) assert.equal(router.decide().report(true), true);
+  assert.equal(router.stats().decisions, 5);
+  assert.deepEqual(warnings.filter((w) => w.includes("sink bug")).length, 1);
+});
