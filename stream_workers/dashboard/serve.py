@@ -60,13 +60,13 @@ class DashboardServer:
         self._redis = sync_redis(self.settings, "the dashboard")
         app = create_app(self.settings, self.access, Views(self.settings, self._redis))
         loop = asyncio.new_event_loop()
-        runner = self._runner = web.AppRunner(app, access_log=None)
+        runner = self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         ready = threading.Event()
         failure: list[BaseException] = []
 
         async def serve() -> None:
             await runner.setup()
-            await web.TCPSite(runner, self.bind, self.port, shutdown_timeout=2.0).start()
+            await web.TCPSite(runner, self.bind, self.port).start()
             self._bound_port = int(runner.addresses[0][1])
 
         def run() -> None:
