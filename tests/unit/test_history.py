@@ -23,6 +23,7 @@ from stream_workers.pipeline.posterior.history import (
     PendingHistory,
     bucket_of,
     expires_at,
+    queue_writes,
 )
 
 HOUR = 3600
@@ -345,3 +346,41 @@ def test_summary_reads_statuses_overrides_alerts_and_health() -> None:
     empty = summary("g", now, None, b"{not json", [], {})
     assert (empty.version, empty.snapshot_age_s, empty.paths, empty.attention) == (
         None, None, {}, 0)  # fmt: skip
+
+
+class Recorder:
+    """Records what would be sent to Redis."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[object, ...]] = []
+
+    def hincrby(self, name: str, key: str, amount: int = 1) -> None:
+        self.commands.append(("hincrby", name, key, amount))
+
+    def hincrbyfloat(self, name: str, key: str, amount: float = 1.0) -> None:
+        self.commands.append(("hincrbyfloat", name, key, amount))
+
+    def expireat(self, name: str, when: int) -> None:
+        self.commands.append(("expireat", name, when))
+
+
+def test_queue_writes_counts_as_integers_and_expires_every_hash() -> None:
+    pipe = Recorder()
+    hashes = [
+        ("m", T0 // 60, {"a|n": 2, "a|s": 1.5, "a|lat_n": 1, "a|lat": 20.0}),
+        ("m", T0 // 60 - 26 * 60, {"a|n": 1}),  # past its retention: left out
+        ("h", T0 // HOUR, {"a|cost_n": 1, "a|cost": 0.25}),
+    ]
+    queued = queue_writes(pipe, lambda res, bucket: f"k:{res}:{bucket}", hashes, T0 + 30)
+    minute, hour = f"k:m:{T0 // 60}", f"k:h:{T0 // HOUR}"
+    assert pipe.commands == [
+        ("hincrby", minute, "a|n", 2),
+        ("hincrbyfloat", minute, "a|s", 1.5),
+        ("hincrby", minute, "a|lat_n", 1),
+        ("hincrbyfloat", minute, "a|lat", 20.0),
+        ("expireat", minute, T0 + 60 + 25 * HOUR),
+        ("hincrby", hour, "a|cost_n", 1),
+        ("hincrbyfloat", hour, "a|cost", 0.25),
+        ("expireat", hour, T0 + HOUR + 8 * 24 * HOUR),
+    ]
+    assert queued == len(pipe.commands)

@@ -24,8 +24,8 @@ not yet written are lost if the worker dies (docs/deploy.md, "History").
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Final, Literal
+from collections.abc import Callable, Iterator
+from typing import Any, Final, Literal, Protocol
 
 __all__ = [
     "COUNT_FIELDS",
@@ -35,11 +35,13 @@ __all__ = [
     "RESOLUTIONS",
     "RETENTION",
     "BucketSums",
+    "HashWriter",
     "Increments",
     "PendingHistory",
     "Resolution",
     "bucket_of",
     "expires_at",
+    "queue_writes",
 ]
 
 Resolution = Literal["m", "h"]
@@ -227,3 +229,37 @@ class PendingHistory:
                 self._size -= 1
         if not hashes:
             del self._goals[goal]
+
+
+class HashWriter(Protocol):
+    """What ``queue_writes`` needs of a Redis pipeline."""
+
+    def hincrby(self, name: str, key: str, amount: int = 1) -> Any: ...
+    def hincrbyfloat(self, name: str, key: str, amount: float = 1.0) -> Any: ...
+    def expireat(self, name: str, when: int) -> Any: ...
+
+
+def queue_writes(
+    pipe: HashWriter,
+    key_of: Callable[[Resolution, int], str],
+    hashes: list[Increments],
+    now: float,
+) -> int:
+    """Queue on ``pipe`` the increments of ``hashes`` (HINCRBY for counts, HINCRBYFLOAT for
+    sums) and each hash's EXPIREAT; ``key_of(resolution, bucket)`` names the hash. A bucket
+    past its retention at ``now`` is left out (it would expire on arrival). Returns the
+    commands queued."""
+    queued = 0
+    for resolution, bucket, fields in hashes:
+        expiry = expires_at(bucket, resolution)
+        if expiry <= now:
+            continue
+        key = key_of(resolution, bucket)
+        for name, value in fields.items():
+            if name.rpartition("|")[2] in COUNT_FIELDS:
+                pipe.hincrby(key, name, int(value))
+            else:
+                pipe.hincrbyfloat(key, name, value)
+        pipe.expireat(key, expiry)
+        queued += len(fields) + 1
+    return queued

@@ -42,12 +42,7 @@ from pydantic_core import from_json, to_json
 
 from schemas import DegradationAlert, PathDelta
 from stream_workers.pipeline.posterior.changelog import StateLog, StateLogError
-from stream_workers.pipeline.posterior.history import (
-    COUNT_FIELDS,
-    Increments,
-    PendingHistory,
-    expires_at,
-)
+from stream_workers.pipeline.posterior.history import Increments, PendingHistory, queue_writes
 from stream_workers.pipeline.posterior.state import GoalState, PosteriorConfig
 from stream_workers.pipeline.stage import BatchStage, Message
 from stream_workers.settings import WorkerSettings
@@ -443,19 +438,8 @@ class PosteriorService(BatchStage):
         self._note_history_drops()
 
     def _add_history(self, pipe: Any, goal: str, hashes: list[Increments], now: float) -> None:
-        """Queue the increments of ``hashes`` and each hash's expiry (a bucket past its
-        retention is left out: it would expire on arrival)."""
-        for resolution, bucket, fields in hashes:
-            expiry = expires_at(bucket, resolution)
-            if expiry <= now:
-                continue
-            key = self._keys.history(goal, resolution, bucket)
-            for name, value in fields.items():
-                if name.rpartition("|")[2] in COUNT_FIELDS:
-                    pipe.hincrby(key, name, int(value))
-                else:
-                    pipe.hincrbyfloat(key, name, value)
-            pipe.expireat(key, expiry)
+        keys = self._keys
+        queue_writes(pipe, lambda res, bucket: keys.history(goal, res, bucket), hashes, now)
 
     def _note_history_drops(self) -> None:
         dropped = self._history.dropped["m"]
