@@ -150,7 +150,7 @@ export class Router {
   private readonly cache: PolicyCache;
   private readonly encoder: EventEncoder;
   private readonly rng: Rng;
-  private readonly current = new AsyncLocalStorage<{ decision: Decision }>();
+  private readonly current = new AsyncLocalStorage<{ decision?: Decision }>();
   private readonly warnings: OnceLog;
   private readonly ledger: Ledger;
   private readonly idPrefix = `${randomBytes(6).toString("hex")}-`;
@@ -372,7 +372,7 @@ export class Router {
    * already reported.
    */
   report(success: boolean, fields: ReportFields = {}): boolean {
-    const decision = this.current.getStore()?.decision;
+    const decision: Decision | undefined = this.current.getStore()?.decision;
     if (decision === undefined) {
       throw new NoCurrentDecision(
         `no decision of router ${this.goal} in this async context; call decide() first, or ` +
@@ -380,6 +380,17 @@ export class Router {
       );
     }
     return decision.report(success, fields);
+  }
+
+  /**
+   * Run `fn` in an async context of its own for this router: the decisions made in it are
+   * what `router.report()` sees in it, and none of them is seen outside. Wrap a request
+   * handler in it where requests share an async context (the requests of one keep-alive
+   * connection do, in Node's HTTP server): a request that reports without deciding then finds
+   * no decision instead of the one its connection made last.
+   */
+  scope<T>(fn: () => T): T {
+    return this.current.run({}, fn);
   }
 
   private resume(decision: Decision, argument: string): void {

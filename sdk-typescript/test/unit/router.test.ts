@@ -1,6 +1,7 @@
 /** The Router's rules, events and concurrency, with in-memory stand-ins for Kafka and Redis. */
 
 import assert from "node:assert/strict";
+import { Agent, createServer, get as httpGet } from "node:http";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { after, test } from "node:test";
 
@@ -324,4 +325,38 @@ test("a sink that throws never reaches the host: decide() and report() go on, wa
   for (let i = 0; i < 5; i++) assert.equal(router.decide().report(true), true);
   assert.equal(router.stats().decisions, 5);
   assert.deepEqual(warnings.filter((w) => w.includes("sink bug")).length, 1);
+});
+
+test("requests of one keep-alive connection: scope() keeps one request's decision from the next", async () => {
+  const [router, sink] = make();
+  await router.start();
+  const server = createServer((req, res) =>
+    router.scope(async () => {
+      if (req.url === "/decide") router.decide();
+      await nextTurn();
+      let outcome: string;
+      try {
+        outcome = router.report(true) ? "reported" : "duplicate";
+      } catch (error) {
+        outcome = (error as Error).name;
+      }
+      res.end(outcome);
+    }),
+  );
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const port = (server.address() as { port: number }).port;
+  const get = (path: string) =>
+    new Promise<string>((resolve) =>
+      httpGet({ host: "127.0.0.1", port, path, agent }, (res) => {
+        let body = "";
+        res.on("data", (c: Buffer) => (body += c.toString()));
+        res.on("end", () => resolve(body));
+      }),
+    );
+  const answers = [await get("/decide"), await get("/none"), await get("/decide"), await get("/none")];
+  agent.destroy();
+  server.close();
+  assert.deepEqual(answers, ["reported", "NoCurrentDecision", "reported", "NoCurrentDecision"]);
+  assert.equal(sink.outcomes.length, 2);
 });
