@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -88,3 +89,11 @@ def delete_topics_with_prefix(bootstrap_servers: str, prefix: str) -> None:
     if names:
         for future in admin.delete_topics(names, operation_timeout=10).values():
             future.result(10)
+
+
+def default_sigint() -> None:
+    """A ``preexec_fn`` for a child that the test interrupts with SIGINT: it gets the default
+    handler back, which Python turns into KeyboardInterrupt. A test run started as a shell's
+    background job inherits SIGINT ignored (so that a terminal's Ctrl-C spares it), and a
+    Python child would then never see the test's signal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

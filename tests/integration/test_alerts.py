@@ -23,7 +23,7 @@ from schemas import DegradationAlert
 from stream_workers import WorkerSettings
 from stream_workers.ops.alerts import SIGNATURE_HEADER, WebhookOptions, forward_alerts
 
-from _support import wait_until
+from _support import default_sigint, wait_until
 
 OUTROUTE = str(Path(sys.executable).parent / "outroute")
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -224,6 +224,7 @@ def test_tail_prints_alerts_and_exits_0_on_ctrl_c(settings: WorkerSettings, topi
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     assert process.stdout is not None
     lines = [process.stdout.readline() for _ in alerts]

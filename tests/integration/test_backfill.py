@@ -22,7 +22,7 @@ from schemas import DecisionEvent, DegradationAlert, OutcomeEvent, Topics
 from stream_workers import WorkerSettings
 
 from _pipeline import Worker, produce, snapshot
-from _support import read_topic, wait_until
+from _support import default_sigint, read_topic, wait_until
 
 OUTROUTE = str(Path(sys.executable).parent / "outroute")
 T0 = datetime(2026, 9, 1, tzinfo=UTC)
@@ -283,6 +283,7 @@ def test_an_interrupted_backfill_is_finished_by_running_it_again(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     try:  # interrupted once some batches (5,000 rows each) are recorded: about 2 s in
         keys = redis.Redis.from_url(settings.redis_url.get_secret_value())
