@@ -227,6 +227,7 @@ class PolicyCache:
                     "one (marked stale) until the workers write it again",
                     self.goal,
                 )
+            self._recompile_if_due()
             return False
         self._vanished = False
         snapshot = None
@@ -252,6 +253,21 @@ class PolicyCache:
             overrides_raw=overrides_raw,
         )
         return True
+
+    def _recompile_if_due(self) -> None:
+        """While no new policy can be read: compile the last one again once its earliest
+        override has ended (or a minute has passed), so that overrides still end on time."""
+        current = self.current
+        if current.loaded and time.monotonic() >= current.recompile_at:
+            self.current = CompiledPolicy.compile(
+                current.snapshot,
+                self._paths,
+                self._params,
+                previous=current,
+                raw=current.raw,
+                overrides=current.stored_overrides,
+                overrides_raw=current.overrides_raw,
+            )
 
     def _overrides(self, raw: bytes | None, current: CompiledPolicy) -> GoalOverrides | None:
         """The overrides in ``raw``; when it is invalid, the last ones (logged, counted)."""
@@ -303,7 +319,9 @@ class PolicyCache:
                         exc,
                     )
                     self._failing = True
-                stop.wait(backoff)
+                self._recompile_if_due()
+                due = self.current.recompile_at - time.monotonic()
+                stop.wait(max(0.0, min(backoff, due)))
                 backoff = min(backoff * 2, _MAX_BACKOFF)
         if source is not None:
             try:

@@ -226,3 +226,35 @@ def test_invalid_overrides_keep_the_last_valid_ones(routers: list[Router], bad: 
         time.sleep(0.01)
     assert r.get_policy().overrides_version == 7
     assert cache.invalid_snapshots == invalid + 1
+
+
+class FlakySource(StaticSnapshotSource):
+    """A static source that can go down (``down``) or lose the goal's keys (``emptied``)."""
+
+    down = False
+    emptied = False
+
+    def fetch(self) -> bytes | None:
+        if self.down:
+            raise ConnectionError("redis is down")
+        return None if self.emptied else super().fetch()
+
+    def fetch_overrides(self) -> bytes | None:
+        return None if self.emptied else super().fetch_overrides()
+
+
+@pytest.mark.parametrize("trouble", ["down", "emptied"])
+def test_an_override_ends_on_time_while_redis_cannot_give_a_new_policy(
+    routers: list[Router], trouble: str
+) -> None:
+    """Redis unreachable, or restarted empty: the last policy stays in use, overrides
+    included, and they still end by this process's clock."""
+    until = datetime.now(UTC) + timedelta(seconds=0.5)
+    source = FlakySource(SNAPSHOT, overrides(pinned="c", until=until))
+    r = router(routers, source=source)
+    assert r.decide().reason == "override"
+    setattr(source, trouble, True)
+    source.set(SNAPSHOT)  # wakes the policy thread
+    wait_for(r, None)
+    assert r.get_policy().version == SNAPSHOT.version
+    assert {reason for _, reason in choices(r, 200)} <= {"exploit", "explore"}
