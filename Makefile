@@ -34,10 +34,18 @@ sdk-typescript: $(STAMP_TS) $(STAMP_DEV)
 	cd $(TS) && $(NPM) run --silent build
 	cd $(TS) && OUTROUTE_CLI=$(CURDIR)/$(BIN)/outroute $(NPM) test --silent
 
+# The dashboard's browser test drives Debian's Chromium through Playwright (a browser
+# download of Playwright's own never happens): installed when it is missing.
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 demo: $(STAMP_LOCAL)
 	$(BIN)/outroute demo
 
-test: $(STAMP_DEV) $(STAMP_TS)
+test: $(STAMP_DEV) $(STAMP_TS) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
