@@ -187,7 +187,8 @@ def test_typescript_events_made_while_the_broker_is_down_are_delivered_when_it_i
     node: str, redis_url: str, prefix: str, scripts: list[Script], tmp_path: Path
 ) -> None:
     """The embedded broker restarts in a second on the same port (its memory storage starts
-    empty, so the topics are created again); the router's connection breaks and comes back."""
+    empty, so the topics are created again); the router's connection breaks and comes back.
+    The batches are gzip-compressed here (the other tests send them uncompressed)."""
     port = free_port()
     settings = WorkerSettings(
         bootstrap_servers=f"127.0.0.1:{port}",
@@ -199,7 +200,8 @@ def test_typescript_events_made_while_the_broker_is_down_are_delivered_when_it_i
     broker = EmbeddedBroker(port=port, log_path=tmp_path / "broker.log").start()
     try:
         create_topics(settings)
-        script = Script(node, "emit", _env(settings, DECISIONS=1000, RESTART=1))
+        env = _env(settings, DECISIONS=1000, RESTART=1, COMPRESSION="gzip")
+        script = Script(node, "emit", env)
         scripts.append(script)
         assert script.expect_step("delivered", timeout=60)["delivered"] == 1000
         broker.stop()

@@ -3,7 +3,8 @@
  * then flush. With RESTART=1 the test stops the broker after a first half has been delivered
  * (step "delivered"): the second half is made while it is down and waits in the queue (step
  * "queued"), and once the broker is back, flush() delivers it. `traces` are then the second
- * half's (a broker restarted with memory storage has lost the first).
+ * half's (a broker restarted with memory storage has lost the first). COMPRESSION=gzip
+ * compresses the batches.
  */
 
 import { Router } from "../../src/index.js";
@@ -11,7 +12,15 @@ import { check, number, result, step } from "./common.js";
 
 const decisions = number("DECISIONS", 1000);
 const restart = process.env.RESTART === "1";
-const router = Router.fromEnv({ goal: "ts-emit", paths: ["alpha", "beta", "gamma"], service: "ts-integration", seed: 11, cache: { initWaitMs: 0 } });
+const compression = process.env.COMPRESSION === "gzip" ? "gzip" : "none";
+const router = Router.fromEnv({
+  goal: "ts-emit",
+  paths: ["alpha", "beta", "gamma"],
+  service: "ts-integration",
+  seed: 11,
+  cache: { initWaitMs: 0 },
+  emitter: { compression },
+});
 
 function emit(from: number, to: number): string[] {
   const traces: string[] = [];
