@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from .alerts import DegradationAlert
 from .events import DecisionEvent, OutcomeEvent
+from .overrides import GoalOverrides, OverrideRecord
 from .policy import PolicySnapshot
 
 __all__ = ["PUBLIC_EVENTS", "export_json_schemas"]
@@ -19,6 +20,8 @@ PUBLIC_EVENTS: Final[tuple[type[BaseModel], ...]] = (
     OutcomeEvent,
     PolicySnapshot,
     DegradationAlert,
+    GoalOverrides,
+    OverrideRecord,
 )
 
 

@@ -175,7 +175,9 @@ def test_schemas_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert files == [
         "DecisionEvent.schema.json",
         "DegradationAlert.schema.json",
+        "GoalOverrides.schema.json",
         "OutcomeEvent.schema.json",
+        "OverrideRecord.schema.json",
         "PolicySnapshot.schema.json",
     ]
     for model in (DecisionEvent, OutcomeEvent):
