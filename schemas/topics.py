@@ -33,6 +33,7 @@ Redis keys (``R`` is the Redis key prefix)::
                                   hour), written by the posterior stage, expiring
     R:health:<goal>:<bucket>  hash  the join's counts for the goal in one epoch minute
                                   (joined, unreported, duplicates, ...), expiring
+    R:health:<goal>:h:<bucket>  hash  the same counts in one epoch hour, expiring
 """
 
 from __future__ import annotations
@@ -170,8 +171,11 @@ class RedisKeys:
         """``resolution`` ``m`` (bucket: epoch minute) or ``h`` (bucket: epoch hour)."""
         return f"{self.prefix}:history:{goal}:{resolution}:{bucket}"
 
-    def health(self, goal: str, bucket: int) -> str:
-        """The join's counts of ``goal`` in epoch minute ``bucket``."""
+    def health(self, goal: str, bucket: int, resolution: str = "m") -> str:
+        """The join's counts of ``goal`` in epoch minute ``bucket``, or in epoch hour
+        ``bucket`` for ``resolution`` ``h``."""
+        if resolution == "h":
+            return f"{self.prefix}:health:{goal}:h:{bucket}"
         return f"{self.prefix}:health:{goal}:{bucket}"
 
     def __repr__(self) -> str:

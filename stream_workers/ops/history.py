@@ -10,7 +10,7 @@ async code), with the arithmetic in pure functions beside them:
   144 points of 10 minutes (both from minute buckets), ``week`` 168 points of an hour (from
   hour buckets).
 - ``health_series``: the join's counts per point (outcomes, decisions never reported,
-  duplicates, dead-lettered, ...) and outcomes per minute; from minute buckets kept 8 days.
+  duplicates, dead-lettered, ...) and outcomes per minute, over the same windows and points.
 - ``goal_summary`` / ``goal_summaries``: per goal, each path's status (``disabled`` when an
   override says so), the snapshot's age, open alerts, recent health, and how much the goal
   needs attention, with the reasons; ``goal_summaries`` lists the goals needing it first.
@@ -233,25 +233,18 @@ class HealthSeries:
         return asdict(self)
 
 
-def _minutes(window: str, now: float) -> tuple[list[int], list[int]]:
-    """Point starts of ``window`` and the epoch minutes they cover (health is per minute)."""
-    spec = _window(window)
-    last = int(now // spec.step) * spec.step
-    starts = [last - spec.step * i for i in range(spec.points - 1, -1, -1)]
-    return starts, list(range(starts[0] // 60, int(now // 60) + 1))
-
-
 def build_health_series(
-    goal: str, window: str, now: float, minutes: Mapping[int, Mapping[bytes | str, bytes | str]]
+    goal: str, window: str, now: float, buckets: Mapping[int, Mapping[bytes | str, bytes | str]]
 ) -> HealthSeries:
-    """The health series of ``window`` ending at ``now`` from the hashes read (epoch minute
-    -> hash; missing minutes count zero)."""
+    """The health series of ``window`` ending at ``now`` from the hashes read (bucket of the
+    window's resolution -> hash; missing buckets count zero)."""
     spec = _window(window)
-    starts, _ = _minutes(window, now)
+    starts, _ = points(window, now)
+    size = RESOLUTIONS[spec.resolution]
     first, width = starts[0], len(starts)
     counts = {name: [0] * width for name in COUNTERS}
-    for minute, fields in minutes.items():
-        point = (minute * 60 - first) // spec.step
+    for bucket, fields in buckets.items():
+        point = (bucket * size - first) // spec.step
         if not 0 <= point < width:
             continue
         for raw_field, raw_value in fields.items():
@@ -265,13 +258,15 @@ def build_health_series(
 def health_series(
     keys: RedisKeys, client: Redis, goal: str, window: str, *, now: float | None = None
 ) -> HealthSeries:
-    """``goal``'s pipeline health over ``window`` ending at ``now`` (the clock by default).
-    The goal ``""`` holds what the join could not attribute to a goal (an outcome that never
-    met its decision, a message that did not parse). A week reads 10,080 minute keys."""
+    """``goal``'s pipeline health over ``window`` ending at ``now`` (the clock by default),
+    from the join's minute hashes (hour, day) or hour hashes (week). The goal ``""`` holds
+    what the join could not attribute to a goal (an outcome that never met its decision, a
+    message that did not parse)."""
+    spec = _window(window)
     at = datetime.now(UTC).timestamp() if now is None else now
-    _, minutes = _minutes(window, at)
-    read = _hashes(client, [keys.health(goal, m) for m in minutes])
-    return build_health_series(goal, window, at, dict(zip(minutes, read, strict=True)))
+    _, buckets = points(window, at)
+    read = _hashes(client, [keys.health(goal, b, spec.resolution) for b in buckets])
+    return build_health_series(goal, window, at, dict(zip(buckets, read, strict=True)))
 
 
 # -- goal summaries --------------------------------------------------------------------------

@@ -155,13 +155,18 @@ def check_series(
 
 
 def health_totals(client: redis.Redis, settings: WorkerSettings, goal: str) -> dict[str, int]:
-    health = health_series(settings.redis_keys(), client, goal, "hour")
-    return {name: sum(counts) for name, counts in health.counts.items() if sum(counts)}
+    """The goal's health counts over the last hour, from the minute hashes; the same from
+    the hour hashes (the week window) too, or an empty dict."""
+    totals = []
+    for window in ("hour", "week"):
+        health = health_series(settings.redis_keys(), client, goal, window)
+        totals.append({name: sum(c) for name, c in health.counts.items() if sum(c)})
+    return totals[0] if totals[0] == totals[1] else {}
 
 
 def check_expiry(client: redis.Redis, settings: WorkerSettings) -> None:
-    """Every hash written expires: a history bucket ``RETENTION`` after its end, the health
-    of a minute 8 days after it."""
+    """Every hash written expires ``RETENTION`` after its bucket's end: history and health,
+    minutes and hours."""
     prefix = settings.redis_key_prefix
     now = time.time()
     found: Counter[str] = Counter()
@@ -174,12 +179,16 @@ def check_expiry(client: redis.Redis, settings: WorkerSettings) -> None:
         found[resolution] += 1
     assert found["m"] > 1
     assert found["h"] > 1
-    health = list(client.scan_iter(match=f"{prefix}:health:*", count=1000))
-    assert health
-    for raw in health:
-        minute = int(raw.decode().rsplit(":", 1)[1])
-        expected = (minute + 1) * 60 + 8 * 24 * 3600 - now
-        assert expected - 5 <= client.ttl(raw) <= expected + 1, raw
+    found.clear()
+    for raw in client.scan_iter(match=f"{prefix}:health:*", count=1000):
+        key = raw.decode()
+        head, bucket = key.rsplit(":", 1)
+        resolution = "h" if head.endswith(":h") else "m"
+        expected = expires_at(int(bucket), resolution) - now  # type: ignore[arg-type]
+        assert expected - 5 <= client.ttl(key) <= expected + 1, key
+        found[resolution] += 1
+    assert found["m"] >= 2  # GOAL's and the unknown goal's
+    assert found["h"] >= 2
 
 
 @pytest.mark.both_brokers

@@ -248,6 +248,9 @@ def test_health_series_per_point() -> None:
     assert (day.counts["outcomes"][-1], day.outcomes_per_min[-1]) == (150, 15.0)
     assert sum(day.counts["dead_lettered"]) == 1
     assert json.loads(json.dumps(day.to_json())) == day.to_json()
+    week = build_health_series("g", "week", now, {T0 // HOUR: {b"outcomes": b"600"}})
+    assert (week.step_s, week.times[-1], week.counts["outcomes"][-1]) == (3600, T0, 600)
+    assert week.outcomes_per_min[-1] == 10.0
 
 
 # -- attention -------------------------------------------------------------------------------

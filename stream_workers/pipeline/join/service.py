@@ -11,11 +11,12 @@ the broker's acknowledgements, then write the checkpoints. If a send fails, the 
 are sent again on the next tick and nothing is checkpointed until they are acknowledged.
 
 Health (``history``): what each flush added to the counters (``COUNTERS``, per goal, ``""``
-for what has none) is added, in the checkpoints' MULTI, to ``RedisKeys.health(goal, minute)``
-of the minute of the flush (this worker's clock), kept 8 days: the dashboard's outcomes per
-minute, unreported decisions, duplicates, dead letters. While Redis is away the increments
-wait, merged per (goal, minute), at most ``_HEALTH_PENDING``; beyond, they are dropped and
-counted (``health_dropped``).
+for what has none) is added, in the checkpoints' MULTI, to the goal's health hashes of the
+minute and of the hour of the flush (this worker's clock; ``RedisKeys.health``), kept as long
+as the history's buckets (25 hours, 8 days): the dashboard's outcomes per minute, unreported
+decisions, duplicates, dead letters. While Redis is away the increments wait, merged per
+(goal, minute), at most ``_HEALTH_PENDING``; beyond, they are dropped and counted
+(``health_dropped``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from schemas import DecisionEvent, JoinPosition, OutcomeEvent
 from stream_workers.clients import group_consumer
 from stream_workers.pipeline.join.deltas import build_deltas
 from stream_workers.pipeline.join.state import COUNTERS, JoinConfig, PartitionJoin
+from stream_workers.pipeline.posterior.history import Resolution, expires_at
 from stream_workers.pipeline.stage import BatchStage, Message
 from stream_workers.settings import WorkerSettings
 
@@ -50,8 +52,6 @@ _MAX_RECORDS: Final = 20_000
 #: of the slowest partition that still has input is paused, so that deltas of one goal from
 #: different partitions reach the detector roughly in event-time order.
 _MAX_SKEW: Final = 1.0
-#: How long the join's health counts of a minute are kept (seconds after the minute ends).
-HEALTH_RETENTION: Final = 8 * 24 * 3600
 #: (goal, minute) health hashes kept unwritten at most while Redis is away.
 _HEALTH_PENDING: Final = 20_000
 
@@ -388,11 +388,19 @@ class JoinService(BatchStage):
             return
         pipe = self.redis.pipeline(transaction=True)
         health = self._health
+        hours: dict[tuple[str, int], Counter[str]] = {}
         for (goal, minute), counts in health.items():
-            key = self._keys.health(goal, minute)
-            for name, value in counts.items():
-                pipe.hincrby(key, name, value)
-            pipe.expireat(key, (minute + 1) * 60 + HEALTH_RETENTION)
+            hours.setdefault((goal, minute // 60), Counter()).update(counts)
+        levels: tuple[tuple[Resolution, dict[tuple[str, int], Counter[str]]], ...] = (
+            ("m", health),
+            ("h", hours),
+        )
+        for resolution, buckets in levels:
+            for (goal, bucket), counts in buckets.items():
+                key = self._keys.health(goal, bucket, resolution)
+                for name, value in counts.items():
+                    pipe.hincrby(key, name, value)
+                pipe.expireat(key, expires_at(bucket, resolution))
         written = 0
         for partition, join in joins.items():
             if join.replaying:
