@@ -4,6 +4,7 @@ the same run on the same fresh broker.
     .venv/bin/python bench/pipeline.py                 # 100k pairs; a few minutes on 2 cores
     .venv/bin/python bench/pipeline.py --pairs 20000   # quicker
     .venv/bin/python bench/pipeline.py --freshness     # outcome -> snapshot at steady rates
+    .venv/bin/python bench/pipeline.py --history --pairs 50000   # the CPU the history adds
     .venv/bin/python bench/pipeline.py --broker kafka  # on Apache Kafka (needs a JDK, Maven)
     .venv/bin/python bench/pipeline.py --broker embedded,kafka   # a column per broker
 
@@ -41,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._stack import BROKERS, WorkerProcess, broker_of, topics_on  # noqa: E402
 from bench.freshness import print_freshness  # noqa: E402
+from bench.history import print_history  # noqa: E402
 from schemas import PARTITIONER, DecisionEvent, OutcomeEvent, PathDelta  # noqa: E402
 from schemas.settings import DEFAULT_REDIS_URL  # noqa: E402
 from stream_workers import WorkerSettings, find_or_start_redis  # noqa: E402
@@ -269,6 +271,14 @@ def main() -> int:
         help="measure outcome -> snapshot latency at steady rates instead of throughput",
     )
     parser.add_argument(
+        "--history",
+        action="store_true",
+        help="measure the CPU the dashboard's history adds per event (OUTROUTE_HISTORY off/on)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="worker runs per setting for --history (3)"
+    )
+    parser.add_argument(
         "--rates",
         type=rates,
         default=[10_000, 20_000, 30_000, 40_000, 50_000],
@@ -281,12 +291,18 @@ def main() -> int:
     args = parser.parse_args()
     if args.pairs < 1 or args.baseline_pairs < 0 or args.partitions < 1 or args.seconds <= 0:
         parser.error("--pairs and --partitions must be positive, --baseline-pairs >= 0")
+    if args.rounds < 1:
+        parser.error("--rounds must be positive")
+    if args.history and args.freshness:
+        parser.error("--history and --freshness are separate runs: choose one")
     console = Console()
     local_redis = find_or_start_redis(os.environ.get("OUTROUTE_REDIS_URL", DEFAULT_REDIS_URL))
     try:
         figures: object
         if args.freshness:
             figures = print_freshness(args, local_redis.url, console)
+        elif args.history:
+            figures = print_history(args, local_redis.url, local_redis.pid, GOALS, console)
         else:
             figures = print_throughput(args, local_redis.url, console)
         if args.json is not None:

@@ -24,7 +24,7 @@ not yet written are lost if the worker dies (docs/deploy.md, "History").
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final, Literal, Protocol
 
 __all__ = [
@@ -102,21 +102,45 @@ class BucketSums:
         self, path: str, at: float, reward: float, cost: float | None, latency: float | None
     ) -> None:
         """One item of ``path`` at event time ``at`` (Unix seconds)."""
-        key = (path, int(at // 60))
-        sums = self._sums.get(key)
-        if sums is None:
-            if len(self._sums) >= self.limit:
-                self.dropped += 1
-                return
-            sums = self._sums[key] = [0, 0.0, 0.0, 0, 0.0, 0]
-        sums[0] += 1
-        sums[1] += reward
-        if cost is not None:
-            sums[2] += cost
-            sums[3] += 1
-        if latency is not None:
-            sums[4] += latency
-            sums[5] += 1
+        self.add_items(path, (0,), (at,), (reward,), (cost,), (latency,))
+
+    def add_items(
+        self,
+        path: str,
+        indices: Iterable[int],
+        times: Sequence[float],
+        rewards: Sequence[float],
+        costs: Sequence[float | None],
+        latencies: Sequence[float | None],
+    ) -> None:
+        """The items ``indices`` of a delta of ``path`` (parallel sequences, as in
+        ``PathDelta``). One call per delta, the current minute's sums kept at hand: with a
+        call and a look-up per item the history added 0.45 us per outcome instead of 0.35
+        (``bench/pipeline.py --history``, in process, 2026-12-05)."""
+        all_sums = self._sums
+        current = None
+        sums: list[float] = []
+        for i in indices:
+            minute = int(times[i] // 60)
+            if minute != current:
+                found = all_sums.get((path, minute))
+                if found is None:
+                    if len(all_sums) >= self.limit:
+                        self.dropped += 1
+                        current = None
+                        continue
+                    found = all_sums[path, minute] = [0, 0.0, 0.0, 0, 0.0, 0]
+                sums, current = found, minute
+            sums[0] += 1
+            sums[1] += rewards[i]
+            cost = costs[i]
+            if cost is not None:
+                sums[2] += cost
+                sums[3] += 1
+            latency = latencies[i]
+            if latency is not None:
+                sums[4] += latency
+                sums[5] += 1
 
     def merge(self, other: BucketSums) -> None:
         """Add ``other``'s sums and drops to these (within this limit)."""

@@ -130,8 +130,8 @@ class GoalState:
             raise ValueError(f"delta of goal {delta.goal!r} given to goal {self.goal!r}")
         wall = time.time() if wall is None else wall
         state = self._path(delta.path)
-        history = self.history
-        for i in self.frontier.admit(delta):
+        fresh = self.frontier.admit(delta)
+        for i in fresh:
             reward, at = delta.rewards[i], delta.event_times[i]
             state.posterior.update(reward, at)
             state.n += 1
@@ -142,8 +142,6 @@ class GoalState:
             if latency is not None:
                 state.latency_sum += latency
                 state.latency_n += 1
-            if history is not None:
-                history.add(delta.path, at, reward, cost, latency)
             if state.last_event_at is None or at > state.last_event_at:
                 state.last_event_at = at
             if self.latest_event_at is None or at > self.latest_event_at:
@@ -151,6 +149,10 @@ class GoalState:
             trigger = f"{delta.source_partition}.{delta.d_offsets[i]}.{delta.o_offsets[i]}"
             self._arrivals += 1
             heapq.heappush(state.waiting, (at, self._arrivals, reward, trigger, wall))
+        if self.history is not None and fresh:
+            self.history.add_items(
+                delta.path, fresh, delta.event_times, delta.rewards, delta.costs, delta.latencies
+            )
         if delta.event_times:
             previous = self._sources.get(delta.source_partition, (0.0, 0.0))[0]
             newest = max(previous, max(delta.event_times))
