@@ -58,7 +58,9 @@ def _dashboard(args: argparse.Namespace, console: Console) -> int:
 
     token = os.environ.get(TOKEN_ENV) or None
     access = Access(SecretStr(token) if token is not None else None)
-    server = DashboardServer(settings_from(args), bind=args.bind, port=args.port, access=access)
+    server = DashboardServer(
+        settings_from(args), bind=args.bind, port=args.port, access=access, timeout=args.timeout
+    )
     stop = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:

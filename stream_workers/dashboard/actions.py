@@ -44,12 +44,13 @@ def change(
     path: str | None,
     body: Any,
     by: str,
+    timeout: float = 10.0,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Apply ``action`` (disable, enable, pin, unpin) from a request; the record and the
     goal's overrides after it, as JSON. BadRequest for anything the request got wrong, naming
     it; ``OverrideRefused`` when a rule refuses the change, ``WorkerError`` when Kafka or Redis
-    could not take it (nothing changed in either case)."""
+    could not take it within ``timeout`` seconds (nothing changed in either case)."""
     if not isinstance(body, dict):
         raise BadRequest("body: expected a JSON object")
     unknown = sorted(set(body) - set(_FIELDS))
@@ -89,5 +90,5 @@ def change(
         error = exc.errors()[0]
         field = ".".join(str(p) for p in error["loc"]) or "body"
         raise BadRequest(f"{field}: {error['msg']}") from None
-    result = overrides.apply(settings, record)
+    result = overrides.apply(settings, record, timeout=timeout)
     return {"applied": record.model_dump(mode="json"), "overrides": result.model_dump(mode="json")}

@@ -25,7 +25,8 @@ log = logging.getLogger("outroute.dashboard")
 
 
 class DashboardServer:
-    """Serves the dashboard of ``settings``' deployment on ``bind``:``port`` (0: a free one).
+    """Serves the dashboard of ``settings``' deployment on ``bind``:``port`` (0: a free one);
+    a change waits up to ``timeout`` seconds for the broker to record it.
 
     Nothing happens in the constructor; ``start()`` checks the bind rule and Redis, binds, and
     returns once the server answers (or raises WorkerError naming what failed).
@@ -38,11 +39,13 @@ class DashboardServer:
         bind: str = DEFAULT_BIND,
         port: int = DEFAULT_PORT,
         access: Access | None = None,
+        timeout: float = 10.0,
     ) -> None:
         self.settings = settings
         self.bind = bind
         self.port = port
         self.access = access if access is not None else Access()
+        self.timeout = timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -58,7 +61,8 @@ class DashboardServer:
     def start(self, timeout: float = 10.0) -> Self:
         check_bind(self.bind, self.access.token)
         self._redis = sync_redis(self.settings, "the dashboard")
-        app = create_app(self.settings, self.access, Views(self.settings, self._redis))
+        views = Views(self.settings, self._redis)
+        app = create_app(self.settings, self.access, views, timeout=self.timeout)
         loop = asyncio.new_event_loop()
         runner = self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         ready = threading.Event()

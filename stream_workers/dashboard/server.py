@@ -63,6 +63,7 @@ _KEEPALIVE: Final = 15.0
 _SETTINGS = web.AppKey("settings", WorkerSettings)
 _ACCESS = web.AppKey("access", Access)
 _VIEWS = web.AppKey("views", Views)
+_TIMEOUT = web.AppKey("timeout", float)
 _FEEDS: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("feeds")
 
 
@@ -157,6 +158,7 @@ async def _change(request: web.Request) -> web.Response:
             path=info.get("path"),
             body=body,
             by=access.actor,
+            timeout=request.app[_TIMEOUT],
         )
     except BadRequest as exc:
         return _error(400, str(exc))
@@ -219,9 +221,13 @@ async def _close_feeds(app: web.Application) -> None:
         task.cancel()
 
 
-def create_app(settings: WorkerSettings, access: Access, views: Views) -> web.Application:
-    """The dashboard over ``settings``' deployment; ``views`` reads it (its Redis client)."""
+def create_app(
+    settings: WorkerSettings, access: Access, views: Views, *, timeout: float = 10.0
+) -> web.Application:
+    """The dashboard over ``settings``' deployment; ``views`` reads it (its Redis client).
+    ``timeout``: how long a change waits for the broker's acknowledgement."""
     app = web.Application(middlewares=[_json_errors])
+    app[_TIMEOUT] = timeout
     app[_SETTINGS] = settings
     app[_ACCESS] = access
     app[_VIEWS] = views

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -265,8 +266,6 @@ def test_requests_it_refuses_name_what_was_wrong(
 
 
 def _env(settings: WorkerSettings, **extra: str) -> dict[str, str]:
-    import os
-
     env = {k: v for k, v in os.environ.items() if k != "OUTROUTE_DASHBOARD_TOKEN"}
     env.update(
         OUTROUTE_REDIS_URL=settings.redis_url.get_secret_value(),
@@ -316,3 +315,43 @@ def test_outroute_dashboard_serves_until_ctrl_c(settings: WorkerSettings) -> Non
         rest, _ = process.communicate(timeout=30)
     assert process.returncode == 0, rest
     assert rest == "dashboard stopped\n"
+
+
+def test_outroute_demo_prints_the_dashboard_and_serves_it_while_it_runs(redis_url: str) -> None:
+    port = free_port()
+    flags = ["--no-live", "--requests", "20000", "--redis-url", redis_url]
+    demo = subprocess.Popen(
+        [OUTROUTE, "demo", *flags, "--dashboard-port", str(port)],
+        env={k: v for k, v in os.environ.items() if k != "OUTROUTE_DASHBOARD_TOKEN"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith("request "):
+                break
+        expected = (
+            f"dashboard: http://127.0.0.1:{port}/ (read-only: OUTROUTE_DASHBOARD_TOKEN is unset)\n"
+        )
+        assert expected in lines, "".join(lines)
+        goals = wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/api/goals", timeout=10).json(),
+            timeout=30,
+            what="the demo's goal on its dashboard",
+        )
+        assert [g["goal"] for g in goals] == ["answer"]
+        refused = httpx.post(
+            f"http://127.0.0.1:{port}/api/goals/answer/paths/small-model/disable", timeout=10
+        )
+        assert refused.status_code == 403
+    finally:
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 0, "".join(lines) + rest
+    assert "stopped cleanly" in rest
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/api/config", timeout=5)
