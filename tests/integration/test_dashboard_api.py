@@ -295,8 +295,8 @@ def test_outroute_dashboard_refuses_another_address_without_a_token(
 
 def test_outroute_dashboard_serves_until_ctrl_c(settings: WorkerSettings) -> None:
     port = free_port()
-    process = subprocess.Popen(
-        [OUTROUTE, "dashboard", "--port", str(port)],
+    process = subprocess.Popen(  # as docs/deploy.md shows it: on every address, with a token
+        [OUTROUTE, "dashboard", "--bind", "0.0.0.0", "--port", str(port)],
         env=_env(settings, OUTROUTE_DASHBOARD_TOKEN=TOKEN),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -305,7 +305,7 @@ def test_outroute_dashboard_serves_until_ctrl_c(settings: WorkerSettings) -> Non
     try:
         assert process.stdout is not None
         first = process.stdout.readline()
-        assert first == f"dashboard: http://127.0.0.1:{port}/ (changes need the token); " + (
+        assert first == f"dashboard: http://0.0.0.0:{port}/ (changes need the token); " + (
             "Ctrl-C to stop\n"
         )
         config = httpx.get(f"http://127.0.0.1:{port}/api/config", timeout=10).json()
