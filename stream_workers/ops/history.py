@@ -24,7 +24,6 @@ path): a path nobody reports on reads as no traffic.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 from pydantic import ValidationError
 
 from schemas import DegradationAlert, PolicySnapshot
+from schemas.overrides import GoalOverrides
 from stream_workers.pipeline.join.state import COUNTERS
 from stream_workers.pipeline.posterior.history import FIELDS, RESOLUTIONS, Resolution
 
@@ -341,38 +341,17 @@ def attention(
     return score, reasons
 
 
-def _until_passed(entry: Any, now: float) -> bool:
-    until = entry.get("until") if isinstance(entry, dict) else None
-    if until is None:
-        return False
-    try:
-        return datetime.fromisoformat(str(until).replace("Z", "+00:00")).timestamp() <= now
-    except ValueError:
-        return False
-
-
 def _overrides(raw: bytes | str | None, now: float) -> tuple[set[str], str | None]:
-    """Disabled paths and the pinned path of a ``GoalOverrides`` JSON, expired entries
-    ignored; nothing for a missing or unreadable value (the SDKs ignore those too)."""
+    """Disabled paths and the pinned path of the goal's ``GoalOverrides``, ended entries
+    left out; nothing for a missing or unreadable value (the SDKs ignore those too)."""
     if raw is None:
         return set(), None
     try:
-        data = json.loads(raw)
-    except ValueError:
+        overrides = GoalOverrides.model_validate_json(raw)
+    except (ValidationError, ValueError):
         return set(), None
-    if not isinstance(data, dict):
-        return set(), None
-    disabled_raw = data.get("disabled")
-    disabled = {
-        str(path)
-        for path, entry in (disabled_raw.items() if isinstance(disabled_raw, dict) else ())
-        if not _until_passed(entry, now)
-    }
-    pin = data.get("pinned")
-    pinned = None
-    if isinstance(pin, dict) and not _until_passed(pin, now) and pin.get("path"):
-        pinned = str(pin["path"])
-    return disabled, pinned
+    active = overrides.active(datetime.fromtimestamp(now, UTC))
+    return set(active.disabled), None if active.pinned is None else active.pinned.path
 
 
 def _alerts(raw: Iterable[bytes | str]) -> list[DegradationAlert]:

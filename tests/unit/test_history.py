@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from schemas import DegradationAlert, JoinPosition, PathStats, PolicySnapshot
+from schemas.overrides import GoalOverrides, OverrideEntry, PinnedEntry
 from stream_workers.ops.history import (
     WINDOWS,
     attention,
@@ -281,8 +282,8 @@ def test_attention_weights_and_reasons() -> None:
     assert attention({}, None, 900.0, {"dead_lettered": 1}, 0)[1] == ["1 message dead-lettered"]
 
 
-def iso(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+def utc(at: float) -> datetime:
+    return datetime.fromtimestamp(at, UTC)
 
 
 def snapshot_json(goal: str, statuses: dict[str, str], at: float) -> str:
@@ -315,18 +316,15 @@ def alert_json(path: str, state: str, at: float) -> str:
 def test_summary_reads_statuses_overrides_alerts_and_health() -> None:
     now = float(T0 + 600)
     snapshot = snapshot_json("g", {"a": "degrading", "b": "healthy", "c": "healthy"}, now - 2)
-    overrides = json.dumps(
-        {
-            "goal": "g",
-            "version": 3,
-            "disabled": {
-                "b": {"reason": "bad", "by": "ops", "at": iso(T0), "until": iso(now + 60)},
-                "c": {"reason": "old", "by": "ops", "at": iso(T0 - HOUR),
-                      "until": iso(now - 300)},  # passed: ignored
-            },
-            "pinned": None,
-        }
-    )  # fmt: skip
+    overrides = GoalOverrides(
+        goal="g",
+        version=3,
+        disabled={
+            "b": OverrideEntry(reason="bad", by="ops", at=utc(T0), until=utc(now + 60)),
+            "c": OverrideEntry(by="ops", at=utc(T0 - HOUR), until=utc(now)),  # ended
+        },
+        pinned=PinnedEntry(path="a", by="ops", at=utc(T0), until=utc(now - 1)),  # ended
+    ).model_dump_json()
     alerts = [  # newest first: a's newest is open, c's was resolved
         alert_json("a", "open", now - 10),
         alert_json("c", "resolved", now - 20),
@@ -387,3 +385,14 @@ def test_queue_writes_counts_as_integers_and_expires_every_hash() -> None:
         ("expireat", hour, T0 + HOUR + 8 * 24 * HOUR),
     ]
     assert queued == len(pipe.commands)
+
+
+def test_summary_of_a_pinned_goal() -> None:
+    now = float(T0 + 600)
+    pinned = GoalOverrides(
+        goal="g", version=1, pinned=PinnedEntry(path="b", by="ops", at=utc(T0), until=None)
+    ).model_dump_json()
+    snapshot = snapshot_json("g", {"a": "healthy", "b": "healthy"}, now - 1)
+    got = summary("g", now, snapshot, pinned, [], {})
+    assert (got.pinned, got.paths, got.attention) == ("b", {"a": "healthy", "b": "healthy"}, 5)
+    assert got.reasons == ["pinned to b by an override"]
