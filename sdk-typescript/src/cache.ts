@@ -12,17 +12,21 @@
 import { createClient } from "redis";
 
 import type { Logger } from "./log.js";
+import { parseOverrides, type GoalOverrides } from "./overrides.js";
 import { CompiledPolicy, InvalidSnapshot, parseSnapshot, type PolicySnapshot, type PolicyView } from "./policy.js";
 import type { CacheOptions } from "./options.js";
 import type { SamplingParams } from "./sampling.js";
 
 /**
  * Where snapshots come from. `fetch` rejects when the source is unavailable and resolves to
- * null when it answered but holds no snapshot for the goal. `waitForUpdate` resolves to true as
- * soon as an update may be available, false after `timeoutMs` or when `signal` aborts.
+ * null when it answered but holds no snapshot for the goal. `fetchOverrides`, called right
+ * after each `fetch`, returns the goal's overrides (`GoalOverrides` JSON) as of that fetch, or
+ * null when there are none; a source without it has no overrides. `waitForUpdate` resolves to
+ * true as soon as an update may be available, false after `timeoutMs` or when `signal` aborts.
  */
 export interface SnapshotSource {
   fetch(): Promise<string | null>;
+  fetchOverrides?(): string | null;
   waitForUpdate(timeoutMs: number, signal: AbortSignal): Promise<boolean>;
   close(): Promise<void>;
 }
@@ -68,20 +72,31 @@ function newClient(url: string) {
 
 type Client = ReturnType<typeof newClient>;
 
-/** Snapshots of one goal from Redis: GET for the value, SUBSCRIBE for the nudge. */
+/**
+ * Snapshots of one goal from Redis: its snapshot and overrides in one MGET, SUBSCRIBE for the
+ * nudge (keys under `keyPrefix`: `<prefix>:policy:<goal>`, `<prefix>:overrides:<goal>`,
+ * channel `<prefix>:policy-updates`).
+ */
 export class RedisSnapshotSource implements SnapshotSource {
   private client: Client | null = null;
   private subscriber: Client | null = null;
   private broken: Error | null = null;
   private nudged = false;
   private wake: (() => void) | null = null;
+  private overrides: string | null = null;
+  private readonly key: string;
+  private readonly overridesKey: string;
+  private readonly channel: string;
 
   constructor(
     private readonly url: string,
-    private readonly key: string,
-    private readonly channel: string,
+    keyPrefix: string,
     private readonly goal: string,
-  ) {}
+  ) {
+    this.key = `${keyPrefix}:policy:${goal}`;
+    this.overridesKey = `${keyPrefix}:overrides:${goal}`;
+    this.channel = `${keyPrefix}:policy-updates`;
+  }
 
   private make(): Client {
     return newClient(this.url);
@@ -100,8 +115,9 @@ export class RedisSnapshotSource implements SnapshotSource {
   async fetch(): Promise<string | null> {
     try {
       const client = await this.redis();
-      const value = await withTimeout(client.get(this.key), OP_TIMEOUT_MS, "GET");
-      return value === null ? null : String(value);
+      const [value, overrides] = await withTimeout(client.mGet([this.key, this.overridesKey]), OP_TIMEOUT_MS, "MGET");
+      this.overrides = overrides == null ? null : String(overrides);
+      return value == null ? null : String(value);
     } catch (error) {
       this.client?.destroy();
       this.client = null;
@@ -140,6 +156,11 @@ export class RedisSnapshotSource implements SnapshotSource {
       subscriber.removeAllListeners("end");
       subscriber.destroy();
     }
+  }
+
+  /** The overrides read by the last `fetch()`, in the same round trip. */
+  fetchOverrides(): string | null {
+    return this.overrides;
   }
 
   async waitForUpdate(timeoutMs: number, signal: AbortSignal): Promise<boolean> {
@@ -231,10 +252,18 @@ export class PolicyCache {
   /** Fetch once and swap in a new policy if it changed. Rejects if the source is down. */
   async refresh(source: SnapshotSource): Promise<boolean> {
     const raw = await source.fetch();
+    const overridesRaw = source.fetchOverrides?.() ?? null;
     this.lastOk = performance.now();
     const current = this.current;
-    if (current.loaded && raw === current.raw && performance.now() < current.fetchedAt + 60_000) {
-      return false; // unchanged (recompiled once a minute so that path staleness stays true)
+    if (
+      current.loaded &&
+      raw === current.raw &&
+      overridesRaw === current.overridesRaw &&
+      performance.now() < current.recompileAt
+    ) {
+      // Unchanged. Compiled again once a minute so that path staleness stays true, and when
+      // the earliest override in force ends.
+      return false;
     }
     if (raw === null && current.raw !== null) {
       // The key is gone (a Redis restarted empty, a flush): what was learned is not.
@@ -270,8 +299,27 @@ export class PolicyCache {
       pathStalenessMs: this.pathStalenessMs,
       previous: current,
       raw,
+      overrides: this.parseOverrides(overridesRaw, current),
+      overridesRaw,
     });
     return true;
+  }
+
+  /** The overrides in `raw`; when they are invalid, the last ones (logged, counted). */
+  private parseOverrides(raw: string | null, current: CompiledPolicy): GoalOverrides | null {
+    if (raw === null) return null;
+    let problem: string;
+    try {
+      const overrides = parseOverrides(raw);
+      if (overrides.goal === this.goal) return overrides;
+      problem = `they are the overrides of goal ${overrides.goal}`;
+    } catch (error) {
+      if (!(error instanceof InvalidSnapshot)) throw error;
+      problem = error.message;
+    }
+    this.invalidSnapshots += 1;
+    this.logger.error(`ignoring invalid overrides for goal ${this.goal}: ${problem}`);
+    return current.storedOverrides;
   }
 
   private async run(): Promise<void> {
@@ -288,7 +336,8 @@ export class PolicyCache {
         }
         backoff = 100;
         this.markFirstAttempt();
-        await source.waitForUpdate(this.options.pollIntervalMs, signal);
+        const untilRecompile = Math.max(0, this.current.recompileAt - performance.now());
+        await source.waitForUpdate(Math.min(this.options.pollIntervalMs, untilRecompile), signal);
       } catch (error) {
         // Redis down, DNS, auth: keep the last policy, retry
         this.errors += 1;

@@ -25,6 +25,7 @@ export {
   type EmitterOptions,
 } from "./options.js";
 export { InvalidSnapshot, type PathStatus, type PathView, type PolicyView } from "./policy.js";
+export { type PathOverride } from "./overrides.js";
 export {
   Completion,
   Provider,

@@ -4,12 +4,17 @@
  */
 
 import { ArgumentError } from "./errors.js";
+import { activeOverrides, nextEnd, pathOverride, type GoalOverrides, type PathOverride } from "./overrides.js";
+import type { RandomSource } from "./random.js";
 import {
   ArmSet,
   betaQuantiles,
+  choose,
   coldArm,
   makeArm,
   type Arm,
+  type Reason,
+  type SamplingParams,
   type Tables,
 } from "./sampling.js";
 import { IDENTIFIER_MAX, IDENTIFIER_PATTERN } from "./validate.js";
@@ -153,6 +158,8 @@ export interface PathView {
   readonly lastOutcomeAt: Date | null;
   readonly meanCostUsd: number | null;
   readonly meanLatencyMs: number | null;
+  /** In force when the policy was compiled; null: the path is routed by the rules. */
+  readonly override: PathOverride | null;
 }
 
 /**
@@ -167,12 +174,38 @@ export interface PolicyView {
   readonly ageSeconds: number | null;
   readonly stale: boolean;
   readonly paths: readonly PathView[];
+  /** The version of the goal's overrides in force (null: none). */
+  readonly overridesVersion: number | null;
 }
 
-/** Immutable: arms for every path of the router, ready for `choose`. */
+/** A compiled policy is compiled again after this long even if nothing changed, so that path
+ * staleness (judged by this process's clock) stays true. */
+const RECOMPILE_AFTER_MS = 60_000;
+
+/**
+ * Immutable: arms for every path of the router, ready for the sampling rules, and the
+ * overrides in force at compile time (the cache compiles again when the earliest one ends):
+ *
+ * - a pinned path that the router offers is the choice of every decision (reason `override`);
+ * - disabled paths are left out of every other choice: the sampling rules run over the paths
+ *   that are not disabled, so exploration, cold start and recovery probes never pick them;
+ * - when that leaves no path (every path offered is disabled), the paths offered are used as
+ *   if there were no override, and `onIgnored` is called (the router warns once).
+ */
 export class CompiledPolicy {
   readonly armSet: ArmSet;
   readonly fetchedAt = performance.now();
+  readonly recompileAt: number;
+  /** the part of the overrides in force at compile time (null: none) */
+  readonly overrides: GoalOverrides | null = null;
+  /** index of the pinned path among the router's paths (null: no pin this router offers) */
+  readonly pinned: number | null;
+  readonly disabled: ReadonlySet<number>;
+  /** every path of the router is disabled: the overrides are ignored */
+  readonly unroutable: boolean;
+  /** the paths not disabled, and their arms (null: no path of the router is disabled) */
+  readonly enabled: readonly number[] | null = null;
+  readonly enabledSet: ArmSet | null = null;
 
   constructor(
     arms: readonly Arm[],
@@ -180,8 +213,67 @@ export class CompiledPolicy {
     readonly snapshot: PolicySnapshot | null,
     readonly loaded: boolean,
     readonly raw: string | null = null,
+    /** the goal's overrides as read (all entries), and their JSON */
+    readonly storedOverrides: GoalOverrides | null = null,
+    readonly overridesRaw: string | null = null,
+    now: number = Date.now(),
   ) {
     this.armSet = new ArmSet(arms, tieMargin);
+    let recompileAt = this.fetchedAt + RECOMPILE_AFTER_MS;
+    if (storedOverrides !== null) {
+      const active = activeOverrides(storedOverrides, now);
+      const ends = active === null ? null : nextEnd(active);
+      if (ends !== null) recompileAt = Math.min(recompileAt, this.fetchedAt + (ends - now));
+      this.overrides = active;
+    }
+    this.recompileAt = recompileAt;
+    const names = arms.map((a) => a.name);
+    const pin = this.overrides?.pinned ?? null;
+    this.pinned = pin !== null && names.includes(pin.path) ? names.indexOf(pin.path) : null;
+    const off = this.overrides?.disabled;
+    this.disabled = new Set(names.flatMap((name, i) => (off?.has(name) ? [i] : [])));
+    const enabled = names.flatMap((_, i) => (this.disabled.has(i) ? [] : [i]));
+    this.unroutable = enabled.length === 0;
+    if (enabled.length > 0 && this.disabled.size > 0) {
+      this.enabled = enabled;
+      this.enabledSet = new ArmSet(enabled.map((i) => arms[i]!), tieMargin);
+    }
+  }
+
+  /**
+   * Which of the paths offered (indexes `among`, ascending; null: all) to take, as an index
+   * into them, and why: the pinned path (`override`), else by the sampling rules over the
+   * paths not disabled; the first one (`fallback`) while no snapshot could ever be loaded.
+   * `onIgnored` is called when every path offered is disabled.
+   */
+  choose(
+    among: readonly number[] | null,
+    rng: RandomSource,
+    params: SamplingParams,
+    onIgnored?: () => void,
+  ): [number, Reason] {
+    if (!this.loaded) return [0, "fallback"];
+    const pinned = this.pinned;
+    if (among === null) {
+      if (pinned !== null) return [pinned, "override"];
+      const enabled = this.enabled;
+      if (enabled === null) {
+        if (this.unroutable) onIgnored?.();
+        return choose(this.armSet, rng, params);
+      }
+      const [i, reason] = choose(this.enabledSet!, rng, params);
+      return [enabled[i]!, reason];
+    }
+    if (pinned !== null && among.includes(pinned)) return [among.indexOf(pinned), "override"];
+    let allowed = among.flatMap((path, k) => (this.disabled.has(path) ? [] : [k]));
+    if (allowed.length === 0) {
+      // every path offered is disabled
+      allowed = among.map((_, k) => k);
+      onIgnored?.();
+    }
+    const arms = this.armSet.arms;
+    const [j, reason] = choose(new ArmSet(allowed.map((k) => arms[among[k]!]!), params.tieMargin), rng, params);
+    return [allowed[j]!, reason];
   }
 
   get version(): number | null {
@@ -205,6 +297,8 @@ export class CompiledPolicy {
       pathStalenessMs: number;
       previous?: CompiledPolicy | null;
       raw?: string | null;
+      overrides?: GoalOverrides | null;
+      overridesRaw?: string | null;
       now?: number;
     },
   ): CompiledPolicy {
@@ -229,7 +323,16 @@ export class CompiledPolicy {
         tables: reuse.get(`${stats.alpha}:${stats.beta}`) ?? betaQuantiles(stats.alpha, stats.beta),
       });
     });
-    return new CompiledPolicy(arms, settings.tieMargin, snapshot, true, settings.raw ?? null);
+    return new CompiledPolicy(
+      arms,
+      settings.tieMargin,
+      snapshot,
+      true,
+      settings.raw ?? null,
+      settings.overrides ?? null,
+      settings.overridesRaw ?? null,
+      now,
+    );
   }
 
   view(goal: string, stale: boolean): PolicyView {
@@ -248,6 +351,7 @@ export class CompiledPolicy {
         lastOutcomeAt: stats?.lastOutcomeAt != null ? new Date(stats.lastOutcomeAt) : null,
         meanCostUsd: arm.meanCost,
         meanLatencyMs: arm.meanLatency,
+        override: pathOverride(this.overrides, arm.name),
       };
     });
     const generated = this.snapshot?.generatedAt ?? null;
@@ -259,6 +363,7 @@ export class CompiledPolicy {
       ageSeconds: generated === null ? null : (Date.now() - generated) / 1000,
       stale,
       paths,
+      overridesVersion: this.overrides?.version ?? null,
     };
   }
 }

@@ -41,7 +41,7 @@ import {
 import type { PolicyView } from "./policy.js";
 import type { Provider } from "./providers.js";
 import { Rng } from "./random.js";
-import { ArmSet, choose, samplingParams, type Reason, type SamplingParams } from "./sampling.js";
+import { samplingParams, type Reason, type SamplingParams } from "./sampling.js";
 import {
   checkContext,
   checkIdentifier,
@@ -211,13 +211,7 @@ export class Router {
     let factory: () => SnapshotSource;
     if (given === undefined) {
       const goal = this.goal;
-      factory = () =>
-        new RedisSnapshotSource(
-          redisUrl,
-          `${redisKeyPrefix}:policy:${goal}`,
-          `${redisKeyPrefix}:policy-updates`,
-          goal,
-        );
+      factory = () => new RedisSnapshotSource(redisUrl, redisKeyPrefix, goal);
     } else if (typeof given === "function") {
       factory = given;
     } else {
@@ -321,22 +315,10 @@ export class Router {
       }
       path = forcePath;
       reason = "forced";
-    } else if (among === null) {
-      candidates = names;
-      let i = 0;
-      if (policy.loaded) [i, reason] = choose(policy.armSet, this.rng, this.params);
-      else reason = "fallback";
-      path = names[i]!;
     } else {
-      candidates = among.map((j) => names[j]!);
-      let i = 0;
-      if (policy.loaded) {
-        const arms = policy.armSet.arms;
-        const subset = new ArmSet(among.map((j) => arms[j]!), this.params.tieMargin);
-        [i, reason] = choose(subset, this.rng, this.params);
-      } else {
-        reason = "fallback";
-      }
+      candidates = among === null ? names : among.map((j) => names[j]!);
+      let i: number;
+      [i, reason] = policy.choose(among, this.rng, this.params, this.overridesIgnored);
       path = candidates[i]!;
     }
     this.decisions += 1;
@@ -392,6 +374,12 @@ export class Router {
   scope<T>(fn: () => T): T {
     return this.current.run({}, fn);
   }
+
+  private readonly overridesIgnored = (): void =>
+    this.warnings.warn(
+      "overrides",
+      `every path offered for goal ${this.goal} is disabled by an override; choosing among them as if none were`,
+    );
 
   private resume(decision: Decision, argument: string): void {
     if (!(decision instanceof Decision) || decision.reporter !== this.ledger) {

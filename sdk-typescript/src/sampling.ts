@@ -25,8 +25,8 @@
 import { ArgumentError } from "./errors.js";
 import { Rng, type RandomSource } from "./random.js";
 
-export type Reason = "exploit" | "explore" | "cold_start" | "forced" | "fallback";
-export const REASONS: readonly Reason[] = ["exploit", "explore", "cold_start", "forced", "fallback"];
+export type Reason = "exploit" | "explore" | "cold_start" | "forced" | "fallback" | "override";
+export const REASONS: readonly Reason[] = ["exploit", "explore", "cold_start", "forced", "fallback", "override"];
 
 export const QUANTILE_KNOTS = 512;
 const K = QUANTILE_KNOTS;

@@ -48,14 +48,30 @@ export class InMemorySink extends NullSink {
   }
 }
 
-/** Serves one snapshot's JSON (or null: "no snapshot for this goal yet"); `set()` replaces it. */
+/**
+ * Serves one snapshot's JSON (or null: "no snapshot for this goal yet") and the goal's
+ * overrides (null: none); `set()` and `setOverrides()` replace them and wake the router's
+ * policy loop.
+ */
 export class StaticSnapshotSource implements SnapshotSource {
   private raw: string | null;
+  private overrides: string | null;
   private changed = false;
   private wake: (() => void) | null = null;
 
-  constructor(snapshot: object | string | null = null) {
+  constructor(snapshot: object | string | null = null, overrides: object | string | null = null) {
     this.raw = StaticSnapshotSource.encode(snapshot);
+    this.overrides = StaticSnapshotSource.encode(overrides);
+  }
+
+  setOverrides(overrides: object | string | null): void {
+    this.overrides = StaticSnapshotSource.encode(overrides);
+    this.changed = true;
+    this.wake?.();
+  }
+
+  fetchOverrides(): string | null {
+    return this.overrides;
   }
 
   private static encode(snapshot: object | string | null): string | null {

@@ -17,6 +17,9 @@ is no longer what the Python SDK produces, so the two SDKs cannot drift apart si
   (murmur2, as the Java client's) puts them.
 - ``policies``: snapshots (JSON, as the workers write them) compiled at a fixed time for a
   router's paths: which arms are cold, stale, degrading, and the status the policy view shows.
+- ``overrides``: a snapshot and the goal's overrides (JSON) compiled at a fixed time; for each
+  case (the paths offered, scripted uniforms) the exact choice, reason, uniforms used, and
+  whether the overrides had to be ignored (every path offered disabled).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from producer_sdk.sampling import (
     choose,
 )
 from schemas import PathStats, PolicySnapshot
+from schemas.overrides import GoalOverrides, OverrideEntry, PinnedEntry
 
 OUT = Path(__file__).with_name("vectors.json")
 K = QUANTILE_KNOTS
@@ -232,6 +236,7 @@ def generate() -> dict[str, Any]:
         "frequencies": frequencies,
         "murmur2": {"keys": keys, "partitions": partitions},
         "policies": policies(),
+        "overrides": overrides(),
     }
 
 
@@ -293,6 +298,97 @@ def policies() -> list[dict[str, Any]]:
                     for a in compiled.arm_set.arms
                 ],
                 "statuses": [p.status for p in view.paths],
+            }
+        )
+    return out
+
+
+def _entry(until: timedelta | None, reason: str | None = "incident") -> dict[str, Any]:
+    return {
+        "by": "oncall",
+        "at": NOW - timedelta(hours=1),
+        "until": None if until is None else NOW + until,
+        "reason": reason,
+    }
+
+
+OVERRIDE_CASES: list[dict[str, Any]] = [
+    {
+        "name": "a disabled path is left out of every rule",
+        "disabled": {"b": _entry(timedelta(minutes=30))},
+        "pinned": None,
+    },
+    {
+        "name": "a pin wins where the pinned path is offered; an ended disable is ignored",
+        "disabled": {"a": _entry(timedelta(seconds=-1))},
+        "pinned": {"path": "c", **_entry(None, None)},
+    },
+    {
+        "name": "two disabled, one ended pin",
+        "disabled": {"a": _entry(None), "c": _entry(timedelta(days=1))},
+        "pinned": {"path": "b", **_entry(timedelta(minutes=-5))},
+    },
+]
+OFFERED = [None, ["a", "b"], ["b", "c"], ["a"], ["c"]]
+
+
+def overrides() -> list[dict[str, Any]]:
+    paths = ["a", "b", "c"]
+    stats = {
+        "a": PathStats(alpha=80.0, beta=20.0, n=100, recent_n=0, recent_successes=0.0),
+        "b": PathStats(alpha=60.0, beta=40.0, n=100, recent_n=0, recent_successes=0.0),
+        "c": PathStats(
+            alpha=3.0, beta=30.0, n=100, recent_n=0, recent_successes=0.0, status="degrading"
+        ),
+    }
+    snapshot = PolicySnapshot(goal="vectors", version=5, generated_at=NOW, paths=stats)
+    params = SamplingParams(exploration_rate=0.3, recovery_probe_rate=0.1)
+    rng = random.Random(3000)
+    out = []
+    for case in OVERRIDE_CASES:
+        goal_overrides = GoalOverrides(
+            goal="vectors",
+            version=2,
+            disabled={p: OverrideEntry(**e) for p, e in case["disabled"].items()},
+            pinned=None if case["pinned"] is None else PinnedEntry(**case["pinned"]),
+        )
+        compiled = CompiledPolicy.compile(
+            snapshot, paths, params, overrides=goal_overrides, now=NOW
+        )
+        cases = []
+        for offered in OFFERED:
+            among = None if offered is None else tuple(paths.index(p) for p in offered)
+            for _ in range(40):
+                uniforms = [rng.random() for _ in range(9)]
+                scripted = Scripted(uniforms)
+                ignored: list[bool] = []
+                index, reason = compiled.choose(
+                    among, scripted, params, lambda got=ignored: got.append(True)
+                )
+                cases.append(
+                    {
+                        "among": offered,
+                        "uniforms": uniforms,
+                        "index": index,
+                        "reason": reason,
+                        "used": scripted.used,
+                        "ignored": bool(ignored),
+                    }
+                )
+        out.append(
+            {
+                "name": case["name"],
+                "now": NOW.isoformat(),
+                "params": {"exploration_rate": 0.3, "recovery_probe_rate": 0.1},
+                "paths": paths,
+                "snapshot": snapshot.model_dump_json(),
+                "overrides": goal_overrides.model_dump_json(),
+                "overrides_version": compiled.view("vectors", stale=False).overrides_version,
+                "path_overrides": [
+                    None if v.override is None else v.override.kind
+                    for v in compiled.view("vectors", stale=False).paths
+                ],
+                "cases": cases,
             }
         )
     return out

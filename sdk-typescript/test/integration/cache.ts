@@ -75,6 +75,14 @@ await back.set(`${prefix}:policy:${goal}`, snapshot(3, "a"));
 await back.publish(`${prefix}:policy-updates`, goal);
 await waitUntil(() => router.stats().policyVersion === 3 && !router.stats().policyStale, 30, "Redis back");
 check(router.decide().path === "a", "the new snapshot is followed");
+
+// An operator pins the goal: the overrides key is read with the snapshot (one MGET).
+const at = new Date().toISOString();
+await back.set(`${prefix}:overrides:${goal}`, JSON.stringify({ goal, version: 1, disabled: {}, pinned: { path: "b", by: "oncall", at, until: null, reason: "test" } }));
+await back.publish(`${prefix}:policy-updates`, goal);
+await waitUntil(() => router.getPolicy().overridesVersion === 1, 30, "the pin");
+const pinned = router.decide();
+check(pinned.path === "b" && pinned.reason === "override", `a pinned decision: ${pinned}`);
 back.destroy();
 await router.close(1000);
 result({ decidedWhileAway: decided, away, back: router.stats() });

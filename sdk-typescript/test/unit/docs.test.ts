@@ -108,7 +108,10 @@ test("the snippets run and emit what they say", async () => {
     ...sdk,
     ...testing,
     Router: LocalRouter,
-    console: { log: () => undefined },
+    console: {
+      log: () => undefined,
+      assert: (condition: unknown, message?: string) => assert.ok(condition, message ?? "console.assert in a snippet"),
+    },
     callModel: (path: string, prompt: string) => `${path} read it. It says: ${prompt}.`,
     prompt: "hello",
     isGood: (text: string) => text.length > 0,

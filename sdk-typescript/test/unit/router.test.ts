@@ -360,3 +360,67 @@ test("requests of one keep-alive connection: scope() keeps one request's decisio
   assert.deepEqual(answers, ["reported", "NoCurrentDecision", "reported", "NoCurrentDecision"]);
   assert.equal(sink.outcomes.length, 2);
 });
+
+function overrides(version: number, body: { disabled?: Record<string, { until?: number }>; pinned?: { path: string; until?: number } }): string {
+  const entry = (until?: number) => ({
+    by: "oncall",
+    at: new Date(Date.now() - 60_000).toISOString(),
+    until: until === undefined ? null : new Date(until).toISOString(),
+    reason: "incident 42",
+  });
+  return JSON.stringify({
+    schema_version: 1,
+    goal: "summarize",
+    version,
+    disabled: Object.fromEntries(Object.entries(body.disabled ?? {}).map(([p, e]) => [p, entry(e.until)])),
+    pinned: body.pinned ? { path: body.pinned.path, ...entry(body.pinned.until) } : null,
+  });
+}
+
+test("overrides: a disabled path is never chosen, a pin decides (reason override), forcePath wins", async () => {
+  const snap = snapshot("summarize", 2, { a: { alpha: 90, beta: 10, n: 100 }, b: { alpha: 50, beta: 50, n: 100 }, c: { n: 3 } });
+  const source = new StaticSnapshotSource(snap, overrides(1, { disabled: { a: {} } }));
+  const [router] = make({ source, explorationRate: 0.5, cache: { pollIntervalMs: 60_000 } });
+  await router.start();
+  const seen = reasons(router, 2000);
+  assert.equal([...seen.keys()].filter((k) => k.startsWith("a:")).length, 0, JSON.stringify([...seen]));
+  const view = router.getPolicy();
+  assert.equal(view.overridesVersion, 1);
+  assert.deepEqual(view.paths.map((p) => p.override?.kind ?? null), ["disabled", null, null]);
+  assert.equal(view.paths[0]!.override!.reason, "incident 42");
+  assert.equal(view.paths[0]!.status, "healthy", "the status stays what the workers learned");
+
+  source.setOverrides(overrides(2, { pinned: { path: "c" } }));
+  assert.ok(await waitUntil(() => router.getPolicy().overridesVersion === 2));
+  assert.deepEqual([...reasons(router, 100)], [["c:override", 100]]);
+  assert.equal(router.decide({ forcePath: "a" }).reason, "forced");
+  for (let i = 0; i < 20; i++) {
+    assert.notEqual(router.decide({ among: ["a", "b"] }).reason, "override", "a pin not offered changes nothing");
+  }
+});
+
+test("overrides end by themselves at their until, with no write and no poll", async () => {
+  const snap = snapshot("summarize", 1, { a: { alpha: 90, beta: 10, n: 100 } });
+  const until = Date.now() + 300;
+  const source = new StaticSnapshotSource(snap, overrides(1, { pinned: { path: "b", until } }));
+  const [router] = make({ source, explorationRate: 0, cache: { pollIntervalMs: 60_000 } });
+  await router.start();
+  assert.equal(router.decide().reason, "override");
+  assert.ok(await waitUntil(() => router.getPolicy().overridesVersion === null));
+  assert.ok(Date.now() >= until);
+  assert.equal(router.decide().reason, "exploit");
+});
+
+test("overrides: every path offered disabled are used as if none were, warned once; invalid ones are ignored", async () => {
+  const warnings: string[] = [];
+  const snap = snapshot("summarize", 1, { a: { alpha: 90, beta: 10, n: 100 }, b: { alpha: 80, beta: 20, n: 100 } });
+  const source = new StaticSnapshotSource(snap, overrides(1, { disabled: { a: {}, b: {} } }));
+  const [router] = make({ source, cache: { pollIntervalMs: 50 }, logger: { ...silentLogger, warn: (m) => warnings.push(m) } });
+  await router.start();
+  for (let i = 0; i < 10; i++) assert.notEqual(router.decide({ among: ["a", "b"] }).reason, "override");
+  assert.equal(warnings.filter((w) => w.includes("disabled by an override")).length, 1);
+  source.setOverrides(JSON.stringify({ goal: "summarize", version: 3, pinned: { path: "a", by: "x", at: "now" } }));
+  // @ts-expect-error reaching into the cache's counter for the test
+  assert.ok(await waitUntil(() => router.cache.invalidSnapshots === 1));
+  assert.equal(router.getPolicy().overridesVersion, 1, "the last valid overrides stay in use");
+});

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 
 import { partitionOf } from "../../src/murmur2.js";
+import { parseOverrides } from "../../src/overrides.js";
 import { CompiledPolicy, parseSnapshot } from "../../src/policy.js";
 import { Rng, type RandomSource } from "../../src/random.js";
 import { ArmSet, betaQuantiles, choose, makeArm, samplingParams, type SamplingParams } from "../../src/sampling.js";
@@ -44,6 +45,17 @@ const vectors = JSON.parse(readFileSync(join(PACKAGE, "vectors", "vectors.json")
     snapshot: string;
     arms: { name: string; cold: boolean; stale: boolean; degrading: boolean }[];
     statuses: string[];
+  }[];
+  overrides: {
+    name: string;
+    now: string;
+    params: { exploration_rate: number; recovery_probe_rate: number };
+    paths: string[];
+    snapshot: string;
+    overrides: string;
+    overrides_version: number | null;
+    path_overrides: (string | null)[];
+    cases: { among: string[] | null; uniforms: number[]; index: number; reason: string; used: number; ignored: boolean }[];
   }[];
 };
 
@@ -159,4 +171,32 @@ test("a snapshot means the same to both SDKs: cold, stale, degrading, and the st
     assert.deepEqual(arms, p.arms, p.name);
     assert.deepEqual(compiled.view("vectors", false).paths.map((v) => v.status), p.statuses, p.name);
   }
+});
+
+test("overrides: the same pin, the same disabled paths left out, the same draws", () => {
+  assert.ok(vectors.overrides.length >= 3);
+  let cases = 0;
+  for (const o of vectors.overrides) {
+    const params = samplingParams({ explorationRate: o.params.exploration_rate, recoveryProbeRate: o.params.recovery_probe_rate });
+    const compiled = CompiledPolicy.compile(parseSnapshot(o.snapshot), o.paths, {
+      minSamples: params.minSamples,
+      tieMargin: params.tieMargin,
+      pathStalenessMs: 7 * 24 * 3600 * 1000,
+      overrides: parseOverrides(o.overrides),
+      overridesRaw: o.overrides,
+      now: Date.parse(o.now),
+    });
+    const view = compiled.view("vectors", false);
+    assert.equal(view.overridesVersion, o.overrides_version, o.name);
+    assert.deepEqual(view.paths.map((p) => p.override?.kind ?? null), o.path_overrides, o.name);
+    for (const c of o.cases) {
+      const rng = new Scripted(c.uniforms);
+      let ignored = false;
+      const among = c.among === null ? null : c.among.map((p) => o.paths.indexOf(p));
+      const [index, reason] = compiled.choose(among, rng, params, () => (ignored = true));
+      assert.deepEqual([index, reason, rng.used, ignored], [c.index, c.reason, c.used, c.ignored], `${o.name}: ${JSON.stringify(c)}`);
+      cases += 1;
+    }
+  }
+  assert.ok(cases >= 600);
 });
