@@ -185,11 +185,16 @@ def test_disable_and_pin_reach_every_router_and_are_recorded(
 @pytest.mark.both_brokers
 @pytest.mark.usefixtures("cli_env")
 def test_an_override_for_two_seconds_ends_by_itself(
-    settings: WorkerSettings, routers: list[Router], capsys: pytest.CaptureFixture[str]
+    settings: WorkerSettings,
+    routers: list[Router],
+    redis_client: redis.Redis,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, out, _ = run(["path", "disable", GOAL, "claude-sonnet-4", "--for", "2s"], capsys)
     assert code == 0
     assert "until 20" in out
+    # Redis drops the value when its last entry ends; readers do not wait for that.
+    assert 0 < redis_client.pttl(settings.redis_keys().overrides(GOAL)) <= 2000
     wait_until(lambda: not following(routers, None), timeout=BOUND, what="the disable")
     for router in routers:
         assert "claude-sonnet-4" not in {path for path, _ in chosen(router)}

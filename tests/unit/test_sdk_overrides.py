@@ -258,3 +258,23 @@ def test_an_override_ends_on_time_while_redis_cannot_give_a_new_policy(
     wait_for(r, None)
     assert r.get_policy().version == SNAPSHOT.version
     assert {reason for _, reason in choices(r, 200)} <= {"exploit", "explore"}
+
+
+def test_run_retries_after_a_failing_pinned_path_skip_the_disabled_ones(
+    routers: list[Router],
+) -> None:
+    def broken() -> str:
+        raise RuntimeError("provider down")
+
+    sink = InMemorySink()
+    calls = [("a", broken), ("b", lambda: "b"), ("c", lambda: "c"), ("d", lambda: "d")]
+    source = StaticSnapshotSource(SNAPSHOT, overrides(("b",), pinned="a"))
+    routers.append(Router("g", calls, event_sink=sink, snapshot_source=source, seed=3, cache=FAST))
+    r = routers[-1]
+    answers = {r.run() for _ in range(200)}
+    assert answers == {"c", "d"}
+    first = [e for e in sink.decisions if e.candidates == ("a", "b", "c", "d")]
+    retries = [e for e in sink.decisions if e.candidates == ("b", "c", "d")]
+    assert {(e.path, e.reason) for e in first} == {("a", "override")}
+    assert len(retries) == 200
+    assert {e.path for e in retries} == {"c", "d"}
