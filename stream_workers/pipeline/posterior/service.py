@@ -378,7 +378,7 @@ class PosteriorService(BatchStage):
         self._unpublished.update(snapshots)
         for goal in self._dirty:
             history = self._goals[goal].history
-            if history:
+            if history is not None and (history or history.dropped):
                 self._history.add(goal, history.take(), now)
         self._dirty.clear()
         if self._migrated and self.redis is not None:
