@@ -274,6 +274,7 @@ export class PolicyCache {
             "one (marked stale) until the workers write it again",
         );
       }
+      this.recompileIfDue();
       return false;
     }
     this.vanished = false;
@@ -303,6 +304,25 @@ export class PolicyCache {
       overridesRaw,
     });
     return true;
+  }
+
+  /**
+   * While no new policy can be read: compile the last one again once its earliest override
+   * has ended (or a minute has passed), so that overrides still end on time.
+   */
+  private recompileIfDue(): void {
+    const current = this.current;
+    if (current.loaded && performance.now() >= current.recompileAt) {
+      this.current = CompiledPolicy.compile(current.snapshot, this.paths, {
+        minSamples: this.params.minSamples,
+        tieMargin: this.params.tieMargin,
+        pathStalenessMs: this.pathStalenessMs,
+        previous: current,
+        raw: current.raw,
+        overrides: current.storedOverrides,
+        overridesRaw: current.overridesRaw,
+      });
+    }
   }
 
   /** The overrides in `raw`; when they are invalid, the last ones (logged, counted). */
@@ -349,7 +369,9 @@ export class PolicyCache {
           );
           this.failing = true;
         }
-        await pause(backoff, signal);
+        this.recompileIfDue();
+        const due = this.current.recompileAt - performance.now();
+        await pause(Math.max(0, Math.min(backoff, due)), signal);
         backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
       }
     }

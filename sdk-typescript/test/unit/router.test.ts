@@ -424,3 +424,24 @@ test("overrides: every path offered disabled are used as if none were, warned on
   assert.ok(await waitUntil(() => router.cache.invalidSnapshots === 1));
   assert.equal(router.getPolicy().overridesVersion, 1, "the last valid overrides stay in use");
 });
+
+test("an override ends on time while Redis is away", async () => {
+  let down = false;
+  const snap = snapshot("summarize", 1, { a: { alpha: 90, beta: 10, n: 100 } });
+  const inner = new StaticSnapshotSource(snap, overrides(1, { pinned: { path: "b", until: Date.now() + 400 } }));
+  const source: SnapshotSource = {
+    fetch: () => (down ? Promise.reject(new Error("connection refused")) : inner.fetch()),
+    fetchOverrides: () => inner.fetchOverrides(),
+    waitForUpdate: (ms, signal) => (down ? Promise.reject(new Error("connection refused")) : inner.waitForUpdate(ms, signal)),
+    close: () => inner.close(),
+  };
+  const [router] = make({ source, explorationRate: 0, cache: { pollIntervalMs: 60_000 } });
+  await router.start();
+  assert.equal(router.decide().reason, "override");
+  down = true;
+  inner.set(snap); // wakes the loop, whose next read fails
+  assert.ok(await waitUntil(() => router.stats().policyErrors >= 1));
+  assert.ok(await waitUntil(() => router.getPolicy().overridesVersion === null));
+  assert.equal(router.decide().reason, "exploit");
+  assert.equal(router.stats().policyVersion, 1);
+});
