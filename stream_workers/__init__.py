@@ -4,6 +4,8 @@
   posterior;
 - ``stream_workers.ops``: topics, alerts, backfill, policy inspection;
 - ``stream_workers.cli``: the ``outroute`` command, a module per command group;
+- ``stream_workers.dashboard``: the web page over the published policies, alerts and
+  history, and the kill switch behind a token;
 - ``stream_workers.local``: the local stack (embedded broker, Apache Kafka, Redis) and the demo.
 
 This package exports what an operator's code needs: the settings, the errors, topic

@@ -222,6 +222,13 @@ function drawChart(target, lines, markers, range, box = CHART) {
     const path = svg("path", { d, stroke: line.color, class: "series", "data-path": line.name });
     path.append(svg("title", {}, line.name));
     target.append(path);
+    // a dot per value, so that a point with no neighbour (the first minute) shows too
+    for (const [t, v] of line.points) {
+      if (v === null || v === undefined) continue;
+      const dot = svg("circle", { cx: x(t).toFixed(1), cy: y(v).toFixed(1), r: 2, fill: line.color, class: "dot" });
+      dot.append(svg("title", {}, `${line.name} ${clock(t)}: ${box.format ? box.format(v) : pct(v)}`));
+      target.append(dot);
+    }
   }
 }
 
