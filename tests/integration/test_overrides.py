@@ -17,8 +17,9 @@ import redis
 from producer_sdk import CacheOptions, ConnectionOptions, Router
 from schemas import DecisionEvent, PolicySnapshot, Topics
 from schemas.overrides import GoalOverrides, OverrideRecord
-from stream_workers import WorkerSettings
+from stream_workers import OverrideRefused, WorkerError, WorkerSettings
 from stream_workers.cli import main
+from stream_workers.ops.overrides import apply
 
 from _pipeline import Worker
 from _support import read_topic, wait_until
@@ -241,3 +242,31 @@ def test_the_commands_of_docs_deploy_md_do_what_it_says(
     wait_until(lambda: following(routers, None), timeout=BOUND, what="everything undone")
     code, out, _ = run(["overrides", GOAL], capsys)
     assert out.startswith("goal summarize: no override in force\n")
+
+    # The README's line is one of these commands.
+    readme = (DEPLOY.parents[1] / "README.md").read_text()
+    [line] = [line for line in readme.splitlines() if line.startswith("outroute path ")]
+    code, out, err = run(shlex.split(line, comments=True)[1:], capsys)
+    assert (code, err) == (0, "")
+    assert out.startswith("disabled path gpt-4o of goal summarize until 20")
+
+
+def test_one_change_at_a_time_per_goal(settings: WorkerSettings, redis_client: redis.Redis) -> None:
+    """While another change holds the goal's lock, a change waits for it, then gives up
+    without writing anything: two people cannot both disable the last two paths."""
+    keys = settings.redis_keys()
+    snapshot = PolicySnapshot(goal=GOAL, version=1, generated_at=datetime.now(UTC), paths={})
+    redis_client.set(keys.policy(GOAL), snapshot.model_dump_json())
+    record = OverrideRecord(
+        event_id="e1", goal=GOAL, action="unpin", by="ops", at=datetime.now(UTC)
+    )
+    lock = redis_client.lock(keys.override_lock(GOAL), timeout=60)
+    assert lock.acquire(blocking=False)
+    try:
+        with pytest.raises(WorkerError, match="another change to the overrides of goal"):
+            apply(settings, record, timeout=0.5)
+    finally:
+        lock.release()
+    with pytest.raises(OverrideRefused, match="goal 'summarize' is not pinned"):
+        apply(settings, record, timeout=5)
+    assert redis_client.llen(keys.override_log(GOAL)) == 0
