@@ -2,7 +2,7 @@
 
 - ``stream_workers.pipeline``: the worker process (Faust app) and its two stages, join and
   posterior;
-- ``stream_workers.ops``: topics, alerts, backfill, policy inspection;
+- ``stream_workers.ops``: topics, alerts, backfill, policy inspection, overrides;
 - ``stream_workers.cli``: the ``outroute`` command, a module per command group;
 - ``stream_workers.dashboard``: the web page over the published policies, alerts and
   history, and the kill switch behind a token;

@@ -1,4 +1,5 @@
-"""Commands for the people who run outroute: topics, alerts, backfill, policy inspection."""
+"""Commands for the people who run outroute: topics, alerts, backfill, policy inspection,
+overrides."""
 
 from stream_workers.ops.topics import (
     TopicStatus,
