@@ -1,10 +1,9 @@
 /** The package's public surface is exactly these names; anything else is internal. */
 
 import assert from "node:assert/strict";
-import { test } from "node:test";
-
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { test } from "node:test";
 
 import * as sdk from "../../src/index.js";
 import * as testing from "../../src/testing.js";
