@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 import redis
+from confluent_kafka.admin import AdminClient
 
 from producer_sdk import CacheOptions, ConnectionOptions, Router
-from schemas import DecisionEvent, PolicySnapshot, Topics
+from schemas import DecisionEvent, PathStats, PolicySnapshot, Topics
 from schemas.overrides import GoalOverrides, OverrideRecord
 from stream_workers import OverrideRefused, WorkerError, WorkerSettings
 from stream_workers.cli import main
@@ -270,3 +271,28 @@ def test_one_change_at_a_time_per_goal(settings: WorkerSettings, redis_client: r
     with pytest.raises(OverrideRefused, match="goal 'summarize' is not pinned"):
         apply(settings, record, timeout=5)
     assert redis_client.llen(keys.override_log(GOAL)) == 0
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_without_the_ops_topic_nothing_changes(
+    settings: WorkerSettings, redis_client: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A change that cannot be recorded is not made (the broker may auto-create topics: the
+    command must not create this one with the wrong layout either)."""
+    keys = settings.redis_keys()
+    paths = {
+        name: PathStats(alpha=2, beta=2, n=2, recent_n=0, recent_successes=0.0) for name in PATHS
+    }
+    snapshot = PolicySnapshot(goal=GOAL, version=1, generated_at=datetime.now(UTC), paths=paths)
+    redis_client.set(keys.policy(GOAL), snapshot.model_dump_json())
+    code, out, err = run(["path", "disable", GOAL, "gpt-4o"], capsys)
+    assert (code, out) == (1, "")
+    topic = settings.topics().overrides.name
+    assert err == (
+        f"outroute: error: topic {topic} does not exist on {settings.bootstrap_servers}; "
+        "create it with `outroute topics create`; nothing changed\n"
+    )
+    assert redis_client.get(keys.overrides(GOAL)) is None
+    assert redis_client.llen(keys.override_log(GOAL)) == 0
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    assert topic not in admin.list_topics(timeout=10).topics
