@@ -202,6 +202,21 @@ def test_a_path_disabled_with_the_token_leaves_every_router_and_is_recorded(
     assert post(server, f"/api/goals/{GOAL}/paths/{target}/enable").status_code == 200
     wait_until(lambda: traffic.since(2.0)[target] > 0, timeout=10, what=f"{target} chosen again")
 
+    # a pin sends every decision to its path, until unpinned
+    pinned = post(server, f"/api/goals/{GOAL}/pin", {"path": "small-model", "for": "5m"})
+    assert pinned.status_code == 200, pinned.text
+    assert pinned.json()["overrides"]["pinned"]["path"] == "small-model"
+    wait_until(
+        lambda: set(traffic.since(2.0)) == {"small-model"} and traffic.since(2.0).total() > 100,
+        timeout=10,
+        what="every decision on the pinned path",
+    )
+    view = goal_view(server)
+    assert view is not None
+    assert [p["path"] for p in view["paths"] if p["pinned"]] == ["small-model"]
+    assert post(server, f"/api/goals/{GOAL}/unpin").status_code == 200
+    wait_until(lambda: traffic.since(2.0)[target] > 0, timeout=10, what="traffic after unpin")
+
 
 def test_requests_it_refuses_name_what_was_wrong(
     dashboards: dict[str, DashboardServer],

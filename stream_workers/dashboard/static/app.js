@@ -271,6 +271,8 @@ function renderCharts(view) {
   const markers = markersOf(view);
   drawChart($("share-chart"), share, markers, rangeOf(series));
   drawChart($("success-chart"), success, markers, rangeOf(series));
+  drawScaled($("latency-chart"), series, "mean_latency_ms", (v) => num(v), markers);
+  drawScaled($("cost-chart"), series, "mean_cost_usd", (v) => num(v, 4), markers);
   const legend = $("legend");
   legend.replaceChildren();
   for (const path of Object.keys(series.paths)) {
@@ -280,6 +282,22 @@ function renderCharts(view) {
   }
   legend.append(el("span", { class: "legend-item" }, el("span", { class: "swatch marker-alert-swatch" }), "alert"));
   legend.append(el("span", { class: "legend-item" }, el("span", { class: "swatch marker-override-swatch" }), "override"));
+}
+
+// A chart of one per-path value on its own scale (0 to the largest value in the window).
+function drawScaled(target, series, field, format, markers) {
+  const mid = (i) => (series.times[i] + series.step_s / 2) * 1000;
+  const lines = Object.entries(series.paths).map(([path, values]) => ({
+    name: path,
+    color: colorOf(path),
+    points: values[field].map((v, i) => [mid(i), v]),
+  }));
+  const values = lines.flatMap((line) => line.points.map((p) => p[1])).filter((v) => v !== null);
+  const peak = values.length ? Math.max(...values) : 1;
+  const top = peak > 0 ? peak * 1.1 : 1;
+  drawChart(target, lines, markers, rangeOf(series), {
+    width: 640, height: 120, left: 52, right: 12, top: 6, bottom: 20, yMax: top, ticks: [0, top / 2, top], format,
+  });
 }
 
 const HEALTH_SHOWN = ["outcomes", "decisions", "joined", "unreported", "duplicates", "replays", "unmatched", "dead_lettered"];
