@@ -173,6 +173,7 @@ async def _events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: ``event: goal`` with the goal's name, at most every FEED_INTERVAL
     per goal; a comment every 15 s keeps proxies from closing the stream."""
     import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
 
     settings = request.app[_SETTINGS]
     response = web.StreamResponse(
@@ -205,7 +206,9 @@ async def _events(request: web.Request) -> web.StreamResponse:
                 await response.write(b": keepalive\n\n")
                 quiet_since = now
     except (ConnectionResetError, asyncio.CancelledError):
-        pass
+        pass  # the page went away, or the server is stopping
+    except RedisError as exc:  # the page's EventSource reconnects after the retry above
+        log.warning("dashboard: the live feed lost Redis: %s", exc)
     finally:
         if task is not None:
             request.app[_FEEDS].discard(task)
