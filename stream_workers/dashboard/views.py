@@ -13,6 +13,7 @@ shows comes from here; the page only draws it. What the pipeline writes and this
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -47,6 +48,7 @@ class Views:
         self.keys = settings.redis_keys()
         self.redis = redis
         self.live = live if live is not None else LiveShare()
+        self._live_lock = threading.Lock()
 
     def goals(self) -> list[dict[str, Any]]:
         """Every goal with a snapshot, those that need attention first."""
@@ -64,12 +66,9 @@ class Views:
         pinned = active.pinned.path if active is not None and active.pinned else None
         summary = history.goal_summary(self.keys, self.redis, goal, now=at.timestamp())
         open_paths = {alert["path"] for alert in summary.open_alerts}
-        share = self.live.observe(
-            goal,
-            time.monotonic(),
-            snapshot.version,
-            {name: stats.n for name, stats in snapshot.paths.items()},
-        )
+        counts = {name: stats.n for name, stats in snapshot.paths.items()}
+        with self._live_lock:  # requests run in threads of their own
+            share = self.live.observe(goal, time.monotonic(), snapshot.version, counts)
         paths: list[dict[str, Any]] = []
         for name, stats in snapshot.paths.items():
             entry = disabled.get(name)
