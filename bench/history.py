@@ -198,9 +198,20 @@ def worker_cost(
             worker.check(deadline, time.monotonic())
             time.sleep(0.05)
         cpu0, redis0 = _cpu_seconds(pid), _redis_cpu(redis_pid)
-        preload(settings, pairs)
-        while learned() < len(goals) + pairs:
+        # Paths in equal shares: a join flush of more than MAX_ITEMS outcomes of one path
+        # from one partition loses the items past the first delta to the posterior's
+        # frontier (the split deltas share one position), and the run would never end.
+        preload(settings, pairs, spread=True)
+        last, moved = -1, time.monotonic()
+        while (n := learned()) < len(goals) + pairs:
             worker.check(deadline, time.monotonic())
+            if n != last:
+                last, moved = n, time.monotonic()
+            elif time.monotonic() - moved > 30:
+                raise RuntimeError(
+                    f"the worker learned {n} of {len(goals) + pairs} outcomes and nothing "
+                    f"more for 30 s; log: {worker.log.name}"
+                )
             time.sleep(0.01)
         cpu1, redis1 = _cpu_seconds(pid), _redis_cpu(redis_pid)
     finally:

@@ -50,8 +50,10 @@ from stream_workers import WorkerSettings, find_or_start_redis  # noqa: E402
 GOALS = {"summarize": ["a", "b", "c"], "classify": ["x", "y"]}
 
 
-def preload(settings: WorkerSettings, pairs: int) -> float:
-    """Decisions and outcomes of ``pairs`` traces; returns seconds taken."""
+def preload(settings: WorkerSettings, pairs: int, *, spread: bool = False) -> float:
+    """Decisions and outcomes of ``pairs`` traces; returns seconds taken. The goals alternate
+    and each takes its paths in turn by trace number, so ``classify`` gets only ``y``;
+    ``spread`` gives each goal's paths equal shares instead."""
     topics = settings.topics()
     producer = Producer(
         {
@@ -68,12 +70,13 @@ def preload(settings: WorkerSettings, pairs: int) -> float:
     for i in range(pairs):
         goal = goals[i % 2]
         paths = GOALS[goal]
+        path = paths[(i // 2 if spread else i) % len(paths)]
         trace = f"t{i}"
         decision = DecisionEvent(
             event_id=f"{trace}.d",
             trace_id=trace,
             goal=goal,
-            path=paths[i % len(paths)],
+            path=path,
             candidates=tuple(paths),
             reason="exploit",
             decided_at=t0 + timedelta(milliseconds=i),

@@ -11,7 +11,10 @@ outcomes flow, and the next may lose some of the history but count nothing twice
 
 from __future__ import annotations
 
+import json
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -281,3 +284,23 @@ def test_history_and_health_hold_exactly_what_was_produced(
     )
     assert learned(redis_client, settings) == produced.outcomes
     check_series(redis_client, settings, produced, exact=False)
+
+
+def test_bench_measures_what_the_history_costs(tmp_path: Path) -> None:
+    """``bench/pipeline.py --history`` as BENCHMARKS.md runs it, on a short run: a worker
+    with the history off and one with it on, and the in-process figures."""
+    figures_path = tmp_path / "figures.json"
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, str(root / "bench" / "pipeline.py"), "--history"]
+    command += ["--pairs", "2000", "--rounds", "1", "--json", str(figures_path)]
+    proc = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    figures = json.loads(figures_path.read_text())
+    applied = figures["in_process_s_per_outcome"]
+    assert applied["off"] > 0
+    assert applied["on"] > 0
+    worker = figures["worker"]["embedded"]
+    assert worker["off"]["cpu_us_per_event"] > 0
+    assert worker["on"]["cpu_us_per_event"] > 0
+    assert [len(worker["off_runs"]), len(worker["on_runs"])] == [1, 1]
+    assert "What the history adds" in proc.stdout
