@@ -295,3 +295,10 @@ def test_readme_sdk_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(sink.decisions) == 1
     assert len(sink.outcomes) == 1
     assert sink.outcomes[0].success is True
+
+
+def test_test_modules_have_unique_names() -> None:
+    """pytest imports test modules by basename (tests/ has no packages): two of one name stop
+    the whole collection."""
+    names = [path.name for path in (ROOT / "tests").rglob("*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
