@@ -300,5 +300,5 @@ def test_readme_sdk_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_test_modules_have_unique_names() -> None:
     """pytest imports test modules by basename (tests/ has no packages): two of one name stop
     the whole collection."""
-    names = [path.name for path in (ROOT / "tests").rglob("*.py")]
+    names = [path.name for path in (ROOT / "tests").rglob("test_*.py")]
     assert sorted({n for n in names if names.count(n) > 1}) == []
