@@ -198,9 +198,9 @@ def test_an_override_for_two_seconds_ends_by_itself(
     # Redis drops the value when its last entry ends; readers do not wait for that.
     assert 0 < redis_client.pttl(settings.redis_keys().overrides(GOAL)) <= 2000
     wait_until(lambda: not following(routers, None), timeout=BOUND, what="the disable")
-    for router in routers:
-        assert "claude-sonnet-4" not in {path for path, _ in chosen(router)}
-    # Nothing is written again: each router drops the entry when its end passes.
+    # That routers avoid a disabled path is the test above; here its two seconds may be over
+    # by the time they have read it. Nothing is written again: each router drops the entry
+    # when its end passes.
     wait_until(lambda: following(routers, None), timeout=BOUND, what="the end of the disable")
     for router in routers:
         assert "claude-sonnet-4" in {path for path, _ in chosen(router, 2000)}

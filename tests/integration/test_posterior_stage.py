@@ -112,9 +112,10 @@ def test_a_degraded_path_opens_one_alert_and_resolves_it(
     assert opened.baseline_rate > 0.9
     assert opened.recent_rate < opened.baseline_rate - 0.1
     assert all(m.key() == b"flaky" for m in messages)
-    mirrored = [
-        json.loads(x) for x in redis_client.lrange(settings.redis_keys().alerts("flaky"), 0, -1)
-    ]
+    # Redis is written after the broker has the alerts (and the goal's state): wait for it.
+    key = settings.redis_keys().alerts("flaky")
+    wait_until(lambda: redis_client.llen(key) >= 2, timeout=30, what="the alerts in Redis")
+    mirrored = [json.loads(x) for x in redis_client.lrange(key, 0, -1)]
     assert [a["state"] for a in mirrored] == ["resolved", "open"]  # newest first
     final = wait_until(
         lambda: (
