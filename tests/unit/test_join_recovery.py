@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from schemas import DecisionEvent, JoinPosition, OutcomeEvent, PathDelta
-from stream_workers.pipeline.join import JoinConfig, PartitionJoin, build_deltas
+from schemas.internal import MAX_ITEMS
+from stream_workers.pipeline.join import Item, JoinConfig, PartitionJoin, build_deltas
 from stream_workers.pipeline.posterior.frontier import FrontierSet
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -236,3 +237,28 @@ def test_expired_failures_are_exact_across_crashes(seed: int) -> None:
     assert count == s.truth_count + expiring
     for key, expected in s.truth_reward.items():
         assert reward[key] == pytest.approx(expected, abs=1e-9)  # expiries add no reward
+
+
+def test_a_flush_larger_than_a_delta_is_applied_whole_and_once() -> None:
+    # 10,050 outcomes of one (goal, path) in one flush make two deltas. The frontier reads a
+    # delta's position as "every pair below it is applied": the first delta must not claim
+    # the second's items (it once did, and 50 outcomes were dropped for good).
+    n = MAX_ITEMS + 50
+    rng = random.Random(3)
+    offsets = list(range(n))
+    rng.shuffle(offsets)  # outcomes arrive in another order than their decisions
+    items = [
+        Item(
+            "g", "p", d_off=2 * d, o_off=i, reward=1.0, event_time=1e9 + i, cost=None, latency=None
+        )
+        for i, d in enumerate(offsets)
+    ]
+    position = JoinPosition(decisions=2 * n, outcomes=n, expired=2 * n)
+    deltas = build_deltas(0, position, items)
+    assert [d.count for d in deltas] == [MAX_ITEMS, 50]
+    assert deltas[-1].position == position
+    for delta in deltas:  # each is a valid message
+        assert PathDelta.model_validate_json(delta.model_dump_json()) == delta
+    frontier = FrontierSet()
+    assert [len(frontier.admit(d)) for d in deltas] == [MAX_ITEMS, 50]
+    assert [len(frontier.admit(d)) for d in deltas] == [0, 0]  # a replay adds nothing

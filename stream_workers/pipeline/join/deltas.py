@@ -17,16 +17,37 @@ def _utc(seconds: float) -> datetime:
 
 
 def build_deltas(partition: int, position: JoinPosition, items: Iterable[Item]) -> list[PathDelta]:
-    """One delta per (goal, path) in first-seen order, items in the order they happened; a
-    group larger than MAX_ITEMS is split into consecutive deltas with the same position."""
+    """One delta per (goal, path) in first-seen order, items in the order they happened.
+
+    A group larger than MAX_ITEMS is split by decision offset into consecutive deltas. Only
+    the last carries ``position``: the posterior's frontier takes a delta's position as "every
+    pair below it is applied", so an earlier chunk claims only the decisions below its own
+    highest offset + 1, and the items of the later chunks (all above) are still new to it.
+    """
     groups: dict[tuple[str, str], list[Item]] = {}
     for item in items:
         groups.setdefault((item.goal, item.path), []).append(item)
     deltas = []
     for (goal, path), group in groups.items():
+        if len(group) <= MAX_ITEMS:
+            deltas.append(_delta(partition, position, goal, path, group))
+            continue
+        group = sorted(group, key=lambda i: i.d_off)  # a decision is joined at most once
         for start in range(0, len(group), MAX_ITEMS):
-            deltas.append(_delta(partition, position, goal, path, group[start : start + MAX_ITEMS]))
+            chunk = group[start : start + MAX_ITEMS]
+            last = start + MAX_ITEMS >= len(group)
+            deltas.append(
+                _delta(partition, position if last else _below(position, chunk), goal, path, chunk)
+            )
     return deltas
+
+
+def _below(position: JoinPosition, chunk: list[Item]) -> JoinPosition:
+    """The position that covers ``chunk`` and no decision after it."""
+    decisions = chunk[-1].d_off + 1
+    return JoinPosition(
+        decisions=decisions, outcomes=position.outcomes, expired=min(position.expired, decisions)
+    )
 
 
 def _delta(
