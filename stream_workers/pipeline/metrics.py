@@ -70,6 +70,11 @@ class StageCollector(Collector):
             "outroute_join_send_errors_total", "Failed sends (retried).", join.failures["send"]
         )
         yield _counter(
+            "outroute_health_dropped_total",
+            "Join counts left out of the per-minute health (bounds reached while Redis was away).",
+            join.health_dropped,
+        )
+        yield _counter(
             "outroute_join_restore_failures_total",
             "Partitions whose state could not be restored when assigned (retried).",
             join.restore_failures,
@@ -120,6 +125,11 @@ class StageCollector(Collector):
         )
         yield _counter(
             "outroute_invalid_deltas_total", "Deltas skipped as invalid.", posterior.invalid_deltas
+        )
+        yield _counter(
+            "outroute_history_dropped_total",
+            "Outcomes left out of the per-minute history (bounds reached; docs/deploy.md).",
+            posterior.history_dropped,
         )
 
 

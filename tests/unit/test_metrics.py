@@ -26,6 +26,8 @@ def test_counters_of_both_stages_are_exposed_under_their_names() -> None:
     assert families["outroute_join_send_errors"].samples[0].value == 1
     assert families["outroute_snapshots_written"].samples[0].value == 7
     assert families["outroute_join_partitions_waiting"].type == "gauge"
+    assert families["outroute_history_dropped"].samples[0].value == 0
+    assert families["outroute_health_dropped"].samples[0].value == 0
 
 
 def test_without_a_posterior_stage_only_the_join_is_exposed() -> None:
