@@ -83,7 +83,6 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._stage.release({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self._stage.assignments += 1
         await self._stage.take(assigned)
 
 
@@ -117,9 +116,9 @@ class BatchStage(Service):
         self.redis: aioredis.Redis | None = None
         #: assigned partitions whose state is not restored yet -> paused since (monotonic)
         self.waiting: dict[int, float] = {}
-        #: rebalances seen, counted before ``take``: a batch fetched before one may hold
-        #: records from before its seeks
-        self.assignments = 0
+        #: seeks made to restored positions (``sought``): a batch fetched before one may hold
+        #: records of that partition from before it, to be read again
+        self.seeks = 0
         self.failures = Failures(self.logger)
 
     # -- what a stage is made of ------------------------------------------------------------
@@ -140,7 +139,7 @@ class BatchStage(Service):
     def process(
         self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]], fetched_in: int
     ) -> None:
-        """Apply one fetched batch; ``fetched_in`` is ``assignments`` when it was fetched."""
+        """Apply one fetched batch; ``fetched_in`` is ``seeks`` when its fetch began."""
         raise NotImplementedError
 
     async def restore_waiting(self, consumer: AIOKafkaConsumer) -> None:
@@ -166,6 +165,14 @@ class BatchStage(Service):
             await producer.send(topic, value=value, key=key) for topic, key, value in messages
         ]
         await asyncio.gather(*futures)
+
+    def sought(self) -> int:
+        """Count a seek to a restored position, made now; returns its number. A batch whose
+        fetch began before it (``fetched_in`` below it) may hold the partition's records from
+        before the seek. Counted when the seek is made, not when the rebalance is announced:
+        a fetch that begins between the two would otherwise pass for a later one."""
+        self.seeks += 1
+        return self.seeks
 
     def pause_waiting(
         self, consumer: AIOKafkaConsumer, partition: int, *tps: TopicPartition
@@ -209,7 +216,7 @@ class BatchStage(Service):
         retry = Backoff()
         timeout_ms = int(self.interval * 1000 * _FETCH_SHARE)
         while not self.should_stop:
-            fetched_in = self.assignments
+            fetched_in = self.seeks
             batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_records)
             async with self.lock:
                 self.process(consumer, batch, fetched_in)

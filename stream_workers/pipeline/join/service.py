@@ -79,7 +79,7 @@ class JoinService(BatchStage):
         self._keys_prefix = f"{settings.redis_key_prefix}:join:{settings.topic_prefix}"
         self._joins: dict[int, PartitionJoin] = {}
         self._paused: set[int] = set()
-        #: the value of ``assignments`` when each partition was taken
+        #: the number of the seek that started each partition at its checkpoint
         self._taken_in: dict[int, int] = {}
         self._unsent: list[Message] = []
         self.totals: dict[str, Counter[str]] = {name: Counter() for name in COUNTERS}
@@ -178,11 +178,11 @@ class JoinService(BatchStage):
         )
 
     def _start(self, consumer: AIOKafkaConsumer, partition: int, join: PartitionJoin) -> None:
-        self._taken_in[partition] = self.assignments
         self._joins[partition] = join
         start_d, start_o = join.position.decisions, join.position.outcomes
         for tp, offset in zip(self._tps(partition), (start_d, start_o), strict=True):
             consumer.seek(tp, offset)
+        self._taken_in[partition] = self.sought()
         if partition in self.waiting:
             waited = self.resume_restored(consumer, partition, *self._tps(partition))
             self.logger.warning("partition %d: restored after %.1f s paused", partition, waited)
