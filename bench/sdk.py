@@ -117,7 +117,7 @@ def snapshot_pickup(redis_url: str, samples: int) -> dict[str, dict[str, float]]
                 written = time.perf_counter_ns()
                 client.set(keys.policy("bench"), body)
                 if how == "published":
-                    client.publish(keys.policy_updates, "bench")
+                    client.publish(keys.policy_changes, "bench")
                 while router.get_policy().version != version:
                     if time.perf_counter_ns() - written > 10 * 10**9:
                         raise RuntimeError(f"version {version} not picked up within 10 s ({how})")

@@ -1,12 +1,17 @@
-"""PolicyCache: a daemon thread that keeps one goal's compiled policy fresh.
+"""PolicyCache: one router's compiled policy, kept fresh by a feed.
 
-It reads ``<prefix>:policy:<goal>`` and the goal's overrides ``<prefix>:overrides:<goal>`` in
-one round trip, subscribes to ``<prefix>:policy-updates`` (a goal name is published after each
-write of either) and polls as a safety net. It compiles again when the earliest override in
-force ends, so an override expires by this process's clock without a write. ``decide()`` only
-reads ``PolicyCache.current``, an immutable object swapped in one assignment, so deciding never
-waits for Redis. When Redis is away the last policy stays in use, overrides included; errors
-are logged once per outage.
+A feed (``producer_sdk._impl.feed``) reads ``<prefix>:policy:<goal>`` and the goal's overrides
+``<prefix>:overrides:<goal>`` in one round trip, follows ``<prefix>:policy-updates`` (a goal
+name is published after each write of either) and polls as a safety net, then hands what it
+read to :meth:`PolicyCache.apply`. Every router of a process that reads the same Redis shares
+one feed: one thread, one connection, one subscriber. A router given its own
+:class:`SnapshotSource` (an in-memory stand-in, a custom store) gets a thread of its own that
+drives the same cache.
+
+The cache compiles again when the earliest override in force ends, so an override expires by
+this process's clock without a write. ``decide()`` only reads ``PolicyCache.current``, an
+immutable object swapped in one assignment, so deciding never waits for Redis. When Redis is
+away the last policy stays in use, overrides included; errors are logged once per outage.
 """
 
 from __future__ import annotations
@@ -15,25 +20,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Final, Protocol
+from typing import Protocol
 
-import redis
 from pydantic import ValidationError
-from redis.client import PubSub
 
-from schemas import PolicySnapshot, RedisKeys
+from schemas import PolicySnapshot
 from schemas.overrides import GoalOverrides
 
+from ._impl.local import LocalEvidence
 from .options import CacheOptions
 from .policy import CompiledPolicy, PolicyView
 from .sampling import SamplingParams
 
-__all__ = ["PolicyCache", "RedisSnapshotSource", "SnapshotSource"]
+__all__ = ["FeedDriver", "PolicyCache", "SnapshotSource"]
 
 log = logging.getLogger("outroute.sdk.cache")
-
-_MAX_BACKOFF: Final = 5.0
-_STOP_SLICE: Final = 0.1
 
 
 class SnapshotSource(Protocol):
@@ -52,79 +53,20 @@ class SnapshotSource(Protocol):
     def close(self) -> None: ...
 
 
-class RedisSnapshotSource:
-    """Snapshots of one goal from Redis: GET for the value, SUBSCRIBE for the nudge."""
+class FeedDriver(Protocol):
+    """What keeps caches fresh: a process's shared Redis feed, or one source's own thread."""
 
-    def __init__(self, url: str, keys: RedisKeys, goal: str, *, socket_timeout: float = 1.0):
-        self._url = url
-        self._key = keys.policy(goal)
-        self._overrides_key = keys.overrides(goal)
-        self._overrides: bytes | None = None
-        self._channel = keys.policy_updates
-        self._goal = goal.encode()
-        self._socket_timeout = socket_timeout
-        self._client: redis.Redis | None = None
-        self._pubsub: PubSub | None = None
+    def attach(self, cache: PolicyCache) -> None:
+        """Start serving ``cache``: its first read is made as soon as possible."""
 
-    def _redis(self) -> redis.Redis:
-        if self._client is None:
-            self._client = redis.Redis.from_url(
-                self._url,
-                socket_connect_timeout=self._socket_timeout,
-                socket_timeout=self._socket_timeout,
-                health_check_interval=0,
-            )
-        return self._client
-
-    def fetch(self) -> bytes | None:
-        value, overrides = self._redis().mget(self._key, self._overrides_key)
-        self._overrides = _as_bytes(overrides)
-        return _as_bytes(value)
-
-    def fetch_overrides(self) -> bytes | None:
-        """The overrides read by the last ``fetch()``, in the same round trip."""
-        return self._overrides
-
-    def wait_for_update(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        try:
-            if self._pubsub is None:
-                pubsub = self._redis().pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call, unused-ignore]
-                pubsub.subscribe(self._channel)
-                self._pubsub = pubsub
-            pubsub = self._pubsub
-            while (left := deadline - time.monotonic()) > 0:
-                message = pubsub.get_message(timeout=left)
-                if message and message.get("data") == self._goal:
-                    return True
-        except (redis.RedisError, OSError):
-            self._reset_pubsub()
-            raise
-        return False
-
-    def _reset_pubsub(self) -> None:
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            try:
-                pubsub.close()
-            except Exception:  # closing a broken connection may fail; it is gone either way
-                log.debug("closing the pub/sub connection failed", exc_info=True)
-
-    def close(self) -> None:
-        self._reset_pubsub()
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
-
-
-def _as_bytes(value: object) -> bytes | None:
-    if value is None or isinstance(value, bytes):
-        return value
-    return str(value).encode()
+    def detach(self, cache: PolicyCache, timeout: float) -> None:
+        """Stop serving ``cache``; a driver left serving nothing stops its thread."""
 
 
 class PolicyCache:
-    """Keeps ``current`` up to date from a :class:`SnapshotSource` in a named daemon thread."""
+    """Keeps ``current`` up to date from what a :class:`FeedDriver` reads, and from the
+    router's own outcomes (``local``: see ``producer_sdk._impl.local``). ``decisions`` counts
+    the router's decisions: the clock of its recovery probes."""
 
     def __init__(
         self,
@@ -132,20 +74,26 @@ class PolicyCache:
         paths: Sequence[str],
         params: SamplingParams,
         options: CacheOptions,
-        source_factory: Callable[[], SnapshotSource],
+        driver: Callable[[], FeedDriver],
+        *,
+        local: LocalEvidence | None = None,
+        decisions: Callable[[], int] = lambda: 0,
     ) -> None:
         self.goal = goal
+        self.options = options
+        self.local = local
         self._paths = tuple(paths)
         self._params = params
-        self._options = options
-        self._source_factory = source_factory
+        self._driver_factory = driver
+        self._decisions = decisions
         self.current = CompiledPolicy.never_loaded(self._paths, params.tie_margin)
         self._lock = threading.Lock()
-        self._reset_thread_state()
+        self._compiling = threading.Lock()
+        self._alerted_at: dict[str, int] = {}
+        self._reset_feed_state()
 
-    def _reset_thread_state(self) -> None:
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+    def _reset_feed_state(self) -> None:
+        self._driver: FeedDriver | None = None
         self._first_attempt = threading.Event()
         self._last_ok: float | None = None
         self._errors = 0
@@ -155,32 +103,33 @@ class PolicyCache:
 
     @property
     def started(self) -> bool:
-        return self._thread is not None
+        return self._driver is not None
 
     def start(self, wait: float | None = None) -> None:
-        """Start the thread (once) and wait up to ``wait`` (default ``init_wait``) seconds for
-        the first fetch to succeed or fail."""
-        if self._thread is None:
+        """Attach to the feed (once) and wait up to ``wait`` (default ``init_wait``) seconds
+        for the first read to succeed or fail."""
+        if self._driver is None:
             with self._lock:
-                if self._thread is None:
-                    thread = threading.Thread(
-                        target=self._run, name=f"outroute-policy-{self.goal}", daemon=True
-                    )
-                    thread.start()
-                    self._thread = thread
-        self._first_attempt.wait(self._options.init_wait if wait is None else wait)
+                if self._driver is None:
+                    driver = self._driver_factory()
+                    driver.attach(self)
+                    self._driver = driver
+        self._first_attempt.wait(self.options.init_wait if wait is None else wait)
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        driver, self._driver = self._driver, None
+        if driver is not None:
+            driver.detach(self, timeout)
 
     def after_fork_in_child(self) -> None:
-        """The thread did not survive fork(); the next decide() starts a new one. The last
-        policy stays in use meanwhile."""
+        """The feed's thread did not survive fork(); the next decide() attaches to a feed of
+        the child's. The last policy stays in use meanwhile."""
         self._lock = threading.Lock()
-        self._reset_thread_state()
+        self._compiling = threading.Lock()
+        self._alerted_at.clear()  # the child counts its decisions from zero
+        if self.local is not None:
+            self.local.after_fork_in_child()
+        self._reset_feed_state()
 
     @property
     def stale(self) -> bool:
@@ -189,7 +138,7 @@ class PolicyCache:
         last = self._last_ok
         if last is None:
             return False
-        return time.monotonic() - last > self._options.max_staleness
+        return time.monotonic() - last > self.options.max_staleness
 
     @property
     def errors(self) -> int:
@@ -199,15 +148,35 @@ class PolicyCache:
     def invalid_snapshots(self) -> int:
         return self._invalid
 
+    @property
+    def recompile_at(self) -> float:
+        """When the current policy must be compiled again (monotonic seconds)."""
+        return self.current.recompile_at
+
     def view(self) -> PolicyView:
         return self.current.view(self.goal, stale=self.stale)
 
+    # -- what drivers call -------------------------------------------------------------------
+
     def refresh(self, source: SnapshotSource) -> bool:
-        """Fetch once and swap in a new policy if it changed. Raises if the source is down."""
+        """Fetch once from ``source`` and apply it. Raises if the source is down."""
         raw = source.fetch()
         fetch_overrides = getattr(source, "fetch_overrides", None)  # sources older than it
-        overrides_raw = fetch_overrides() if fetch_overrides is not None else None
+        return self.apply(raw, fetch_overrides() if fetch_overrides is not None else None)
+
+    def apply(self, raw: bytes | None, overrides_raw: bytes | None) -> bool:
+        """A read of the goal's snapshot and overrides (None: no such key): swap in a new
+        policy if it changed. True when a new policy was compiled."""
         self._last_ok = time.monotonic()
+        if self._failing:
+            log.warning("policy source for goal %r is reachable again", self.goal)
+            self._failing = False
+        try:
+            return self._apply(raw, overrides_raw)
+        finally:
+            self._first_attempt.set()
+
+    def _apply(self, raw: bytes | None, overrides_raw: bytes | None) -> bool:
         current = self.current
         if (
             current.loaded
@@ -227,7 +196,7 @@ class PolicyCache:
                     "one (marked stale) until the workers write it again",
                     self.goal,
                 )
-            self._recompile_if_due()
+            self.recompile_if_due()
             return False
         self._vanished = False
         snapshot = None
@@ -242,31 +211,73 @@ class PolicyCache:
                 self._invalid += 1
                 log.error("ignoring a snapshot of goal %r under goal %r", snapshot.goal, self.goal)
                 return False
-        overrides = self._overrides(overrides_raw, current)
-        self.current = CompiledPolicy.compile(
-            snapshot,
-            self._paths,
-            self._params,
-            previous=current,
-            raw=raw,
-            overrides=overrides,
-            overrides_raw=overrides_raw,
-        )
+        self._compile(snapshot, raw, self._overrides(overrides_raw, current), overrides_raw)
         return True
 
-    def _recompile_if_due(self) -> None:
+    def _compile(
+        self,
+        snapshot: PolicySnapshot | None,
+        raw: bytes | None,
+        overrides: GoalOverrides | None,
+        overrides_raw: bytes | None,
+    ) -> None:
+        """Swap in the policy of this snapshot and overrides, with the router's own outcomes
+        folded in; the feed's thread and reporting threads (an alarm) take turns."""
+        with self._compiling:
+            known = snapshot.paths if snapshot is not None else {}
+            local = self.local.arms(known) if self.local is not None else None
+            alerted = {
+                name
+                for k, name in enumerate(self._paths)
+                if (name in known and known[name].status == "degrading")
+                or (local is not None and local[k].alarm is not None)
+            }
+            seen = self._alerted_at
+            for name in [name for name in seen if name not in alerted]:
+                del seen[name]
+            for name in alerted:
+                if name not in seen:
+                    seen[name] = self._decisions()
+            self.current = CompiledPolicy.compile(
+                snapshot,
+                self._paths,
+                self._params,
+                previous=self.current,
+                raw=raw,
+                overrides=overrides,
+                overrides_raw=overrides_raw,
+                local=local,
+                alerted_at=seen,
+            )
+
+    def local_changed(self) -> None:
+        """The router's own outcomes raised or ended an alarm: compile now."""
+        current = self.current
+        if current.loaded:
+            self._compile(
+                current.snapshot, current.raw, current.stored_overrides, current.overrides_raw
+            )
+
+    def failed(self, exc: BaseException) -> None:
+        """The source could not be read: keep the last policy (logged once per outage)."""
+        self._errors += 1
+        if not self._failing:
+            log.warning(
+                "cannot read the policy for goal %r (%s); using the last one, retrying",
+                self.goal,
+                exc,
+            )
+            self._failing = True
+        self.recompile_if_due()
+        self._first_attempt.set()
+
+    def recompile_if_due(self) -> None:
         """While no new policy can be read: compile the last one again once its earliest
         override has ended (or a minute has passed), so that overrides still end on time."""
         current = self.current
         if current.loaded and time.monotonic() >= current.recompile_at:
-            self.current = CompiledPolicy.compile(
-                current.snapshot,
-                self._paths,
-                self._params,
-                previous=current,
-                raw=current.raw,
-                overrides=current.stored_overrides,
-                overrides_raw=current.overrides_raw,
+            self._compile(
+                current.snapshot, current.raw, current.stored_overrides, current.overrides_raw
             )
 
     def _overrides(self, raw: bytes | None, current: CompiledPolicy) -> GoalOverrides | None:
@@ -285,46 +296,3 @@ class PolicyCache:
         self._invalid += 1
         log.error("ignoring invalid overrides for goal %r: %s", self.goal, problem)
         return current.stored_overrides
-
-    def _wait(self, source: SnapshotSource) -> None:
-        """Until an update is signalled or poll_interval passes, in slices short enough for
-        stop() to be prompt."""
-        deadline = min(time.monotonic() + self._options.poll_interval, self.current.recompile_at)
-        while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
-            if source.wait_for_update(min(left, _STOP_SLICE)):
-                return
-
-    def _run(self) -> None:
-        source: SnapshotSource | None = None
-        backoff = 0.1
-        stop = self._stop
-        while not stop.is_set():
-            try:
-                if source is None:
-                    source = self._source_factory()
-                self.refresh(source)
-                if self._failing:
-                    log.warning("policy source for goal %r is reachable again", self.goal)
-                    self._failing = False
-                backoff = 0.1
-                self._first_attempt.set()
-                self._wait(source)
-            except Exception as exc:  # Redis down, DNS, auth: keep the last policy, retry
-                self._errors += 1
-                self._first_attempt.set()
-                if not self._failing:
-                    log.warning(
-                        "cannot read the policy for goal %r (%s); using the last one, retrying",
-                        self.goal,
-                        exc,
-                    )
-                    self._failing = True
-                self._recompile_if_due()
-                due = self.current.recompile_at - time.monotonic()
-                stop.wait(max(0.0, min(backoff, due)))
-                backoff = min(backoff * 2, _MAX_BACKOFF)
-        if source is not None:
-            try:
-                source.close()
-            except Exception:  # the process is shutting the cache down; nothing to recover
-                log.debug("closing the snapshot source failed", exc_info=True)

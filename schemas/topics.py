@@ -22,10 +22,13 @@ Redis keys (``R`` is the Redis key prefix)::
     R:policy:<goal>      string   PolicySnapshot JSON
     R:goals              set      goals that have a snapshot
     R:policy-updates     channel  a goal name is published after each snapshot write
+    R:policy-changes     channel  the goals written together, one message per write
+                                  (names joined by newlines): what a process that routes
+                                  many goals follows, woken once per batch, not per goal
     R:alerts:<goal>      list     recent DegradationAlert JSON, newest first, capped
     R:overrides:<goal>   string   the goal's active overrides (GoalOverrides JSON), read by the
                                   SDKs with the snapshot; a change is published on
-                                  R:policy-updates like a snapshot
+                                  R:policy-updates and R:policy-changes like a snapshot
     R:override-log:<goal> list    recent override records, newest first, capped
     R:override-lock:<goal> string held while one writer changes the goal's overrides
     R:history:<goal>:<res>:<bucket>  hash  per-path outcome sums of one time bucket
@@ -144,13 +147,14 @@ class Topics:
 class RedisKeys:
     """The Redis keys and channel of one deployment (one prefix)."""
 
-    __slots__ = ("goals", "policy_updates", "prefix")
+    __slots__ = ("goals", "policy_changes", "policy_updates", "prefix")
 
     def __init__(self, prefix: str = "outroute") -> None:
         check_prefix(prefix, what="redis key prefix")
         self.prefix = prefix
         self.goals = f"{prefix}:goals"
         self.policy_updates = f"{prefix}:policy-updates"
+        self.policy_changes = f"{prefix}:policy-changes"
 
     def policy(self, goal: str) -> str:
         return f"{self.prefix}:policy:{goal}"

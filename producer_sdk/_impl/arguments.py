@@ -13,7 +13,8 @@ from schemas._types import IDENTIFIER_MAX, IDENTIFIER_PATTERN, Context
 from schemas.events import MAX_CANDIDATES
 from schemas.settings import OutrouteSettings
 
-from ..cache import RedisSnapshotSource, SnapshotSource
+from ..cache import FeedDriver, SnapshotSource
+from .feed import SourceThread, shared_feed
 
 __all__ = [
     "check_among",
@@ -21,8 +22,8 @@ __all__ = [
     "check_force_path",
     "check_identifier",
     "check_max_attempts",
+    "feed_driver",
     "normalize_paths",
-    "snapshot_sources",
 ]
 
 _IDENTIFIER: Final = re.compile(IDENTIFIER_PATTERN)
@@ -112,17 +113,18 @@ def check_among(among: Any, index: Mapping[str, int]) -> tuple[int, ...]:
     return tuple(sorted(chosen))
 
 
-def snapshot_sources(
+def feed_driver(
     snapshot_source: SnapshotSource | Callable[[], SnapshotSource] | None,
     connection: OutrouteSettings,
-    goal: str,
-) -> Callable[[], SnapshotSource]:
-    """What makes the policy thread's snapshot source: the one given (or the factory given),
-    else one that reads the goal's snapshot from the connection's Redis."""
+) -> Callable[[], FeedDriver]:
+    """What keeps the router's policy fresh: the process's shared feed of the connection's
+    Redis, or a thread of its own over the source given (or the source the factory makes)."""
     if snapshot_source is None:
         url, keys = connection.redis_url.get_secret_value(), connection.redis_keys()
-        return lambda: RedisSnapshotSource(url, keys, goal)
+        return lambda: shared_feed(url, keys)
     if callable(snapshot_source) and not hasattr(snapshot_source, "fetch"):
-        return snapshot_source
-    source = snapshot_source
-    return lambda: source  # type: ignore[return-value]
+        factory = snapshot_source
+    else:
+        source = snapshot_source
+        factory = lambda: source  # type: ignore[assignment,return-value]  # noqa: E731
+    return lambda: SourceThread(factory)

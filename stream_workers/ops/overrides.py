@@ -250,6 +250,7 @@ def _write(redis: Any, keys: RedisKeys, record: OverrideRecord, result: GoalOver
     pipe.lpush(keys.override_log(goal), record.model_dump_json())
     pipe.ltrim(keys.override_log(goal), 0, LOG_CAP - 1)
     pipe.publish(keys.policy_updates, goal)
+    pipe.publish(keys.policy_changes, goal)
     pipe.execute()
 
 

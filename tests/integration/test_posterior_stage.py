@@ -41,6 +41,8 @@ def test_snapshots_match_the_pure_posteriors_across_a_kill_9(
         target=lambda: produced.extend(produce(settings, "triad", plan, seed=4, rate=600)),
         daemon=True,
     )
+    changes = redis_client.pubsub(ignore_subscribe_messages=True)
+    changes.subscribe(settings.redis_keys().policy_changes)
     producer.start()
     worker = Worker(settings, tmp_path)
     workers.append(worker)
@@ -81,6 +83,17 @@ def test_snapshots_match_the_pure_posteriors_across_a_kill_9(
         assert stats.beta == pytest.approx(pure.beta, rel=1e-9)
         assert stats.status == "healthy"
     assert redis_client.sismember(settings.redis_keys().goals, "triad")
+    # Each write was announced on the batched channel too: the goals it wrote, one message.
+    announced = []
+    quiet_until = time.monotonic() + 1.0  # the subscription's confirmation reads as None
+    while time.monotonic() < quiet_until:
+        message = changes.get_message(timeout=0.2)
+        if message is not None:
+            announced.append(message["data"].split(b"\n"))
+            quiet_until = time.monotonic() + 1.0
+    changes.close()
+    assert announced
+    assert all(names == [b"triad"] for names in announced)
 
 
 @pytest.mark.both_brokers

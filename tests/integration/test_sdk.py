@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -123,6 +124,36 @@ def test_a_snapshot_written_elsewhere_arrives_by_pub_sub_and_by_the_poll(
         sampling=SamplingParams(exploration_rate=0.0),
         cache=CacheOptions(poll_interval=3600),
     ).start()
+    assert pubsub_only.get_policy().loaded
+    assert pubsub_only.get_policy().version is None
+    writer = textwrap.dedent(
+        f"""
+        import redis, sys
+        r = redis.Redis.from_url({settings.redis_url.get_secret_value()!r})
+        r.set({keys.policy("summarize")!r}, sys.stdin.read())
+        if "--publish" in sys.argv:
+            r.publish({keys.policy_changes!r}, "summarize")
+        """
+    )
+
+    def write(version: int, *, publish: bool) -> None:
+        subprocess.run(
+            [sys.executable, "-c", writer, *(["--publish"] if publish else [])],
+            input=snapshot("summarize", version).model_dump_json(),
+            text=True,
+            check=True,
+        )
+
+    for version in (1, 2):
+        write(version, publish=True)
+        wait_until(
+            lambda v=version: pubsub_only.get_policy().version == v,
+            timeout=30,
+            interval=0.005,
+            what=f"version {version} by pub/sub",
+        )
+    # A router polling every second (the default) shares the process's feed, which then
+    # polls at the shortest interval of its routers: an unannounced write reaches both.
     polling = kafka_router(
         settings,
         routers,
@@ -130,39 +161,76 @@ def test_a_snapshot_written_elsewhere_arrives_by_pub_sub_and_by_the_poll(
         event_sink=None,
         sampling=SamplingParams(exploration_rate=0.0),
     ).start()
-    for router in (pubsub_only, polling):
-        assert router.get_policy().loaded
-        assert router.get_policy().version is None
-    writer = textwrap.dedent(
-        f"""
-        import redis, sys
-        r = redis.Redis.from_url({settings.redis_url.get_secret_value()!r})
-        r.set({keys.policy("summarize")!r}, sys.stdin.read())
-        if "--publish" in sys.argv:
-            r.publish({keys.policy_updates!r}, "summarize")
-        """
-    )
-    # Published versions reach both; the unpublished one only the router that polls (every
-    # second by default). How fast: the freshness figures in BENCHMARKS.md.
-    for version, publish, router in (
-        (1, True, pubsub_only),
-        (2, True, pubsub_only),
-        (3, False, polling),
-    ):
-        subprocess.run(
-            [sys.executable, "-c", writer, *(["--publish"] if publish else [])],
-            input=snapshot("summarize", version).model_dump_json(),
-            text=True,
-            check=True,
-        )
+    assert polling.get_policy().version == 2
+    write(3, publish=False)
+    for router in (polling, pubsub_only):
         wait_until(
-            lambda r=router, v=version: r.get_policy().version == v,
+            lambda r=router: r.get_policy().version == 3,
             timeout=30,
             interval=0.005,
-            what=f"version {version}",
+            what="version 3 by the poll",
         )
     decision = polling.decide()
     assert (decision.path, decision.policy_version, decision.reason) == ("a", 3, "exploit")
+
+
+def test_routers_of_a_process_share_one_policy_feed(
+    settings: WorkerSettings, redis_client: redis.Redis, routers: list[Router]
+) -> None:
+    """Forty routers of twenty goals: one feed thread; one announcement of two goals'
+    snapshots reaches every router of those goals and no other; the thread ends with the
+    last router."""
+    keys = settings.redis_keys()
+    goals = [f"feed-{k}" for k in range(20)]
+    connection = ConnectionOptions(
+        bootstrap_servers=settings.bootstrap_servers,
+        redis_url=settings.redis_url,
+        redis_key_prefix=settings.redis_key_prefix,
+        topic_prefix=settings.topic_prefix,
+    )
+    sink = KafkaEventSink(connection.kafka_client_config(), connection.topics(), EmitterOptions())
+    made = [
+        Router(
+            goal,
+            ["a", "b"],
+            connection=connection,
+            event_sink=sink,
+            cache=CacheOptions(poll_interval=3600),
+        )
+        for goal in goals
+        for _ in range(2)
+    ]
+    routers.extend(made)
+    try:
+        for router in made:
+            router.start()
+        feeds = [t for t in threading.enumerate() if t.name == "outroute-policy-feed"]
+        assert len(feeds) == 1
+        own = {f"outroute-policy-{goal}" for goal in goals}  # what each router had before
+        assert not [t for t in threading.enumerate() if t.name in own]
+        for k in (3, 7):
+            redis_client.set(keys.policy(goals[k]), snapshot(goals[k], 10 + k).model_dump_json())
+        # One message names the goals of a write, as a worker sends it.
+        redis_client.publish(keys.policy_changes, f"{goals[3]}\n{goals[7]}")
+        for k in (3, 7):
+            for router in made[2 * k : 2 * k + 2]:
+                wait_until(
+                    lambda r=router, v=10 + k: r.get_policy().version == v,
+                    timeout=30,
+                    interval=0.005,
+                    what=f"version {10 + k} of {goals[k]}",
+                )
+        others = [r for i, r in enumerate(made) if i // 2 not in (3, 7)]
+        assert {r.get_policy().version for r in others} == {None}
+    finally:
+        for router in made:
+            router.close(timeout=1)
+        sink.close(5)
+    wait_until(
+        lambda: not [t for t in threading.enumerate() if t.name == "outroute-policy-feed"],
+        timeout=10,
+        what="the feed thread to end with the last router",
+    )
 
 
 def test_redis_outage_keeps_the_last_policy_and_recovers(
@@ -194,7 +262,7 @@ def test_redis_outage_keeps_the_last_policy_and_recovers(
         private = start_redis_server(port=port)
         client = redis.Redis.from_url(private.url)
         client.set(keys.policy("summarize"), snapshot("summarize", 2).model_dump_json())
-        client.publish(keys.policy_updates, "summarize")
+        client.publish(keys.policy_changes, "summarize")
         wait_until(
             lambda: router.get_policy().version == 2 and not router.get_policy().stale,
             timeout=10,

@@ -408,6 +408,7 @@ class PosteriorService(BatchStage):
                 self._unmarked.clear()
             now = time.time()
             # goals whose partition moved away may still have history to write
+            written = []
             for goal in sorted(self._unpublished.keys() | set(self._history.goals())):
                 snapshot = self._unpublished.get(goal)
                 history = self._history.of(goal, _HISTORY_PER_PIPELINE)
@@ -428,6 +429,9 @@ class PosteriorService(BatchStage):
                     self._unwritten_alerts.pop(goal, None)
                     del self._unpublished[goal]
                     self.snapshots_written += 1
+                    written.append(goal)
+            if written:  # one wake-up for a process that routes many of them
+                await self.redis.publish(self._keys.policy_changes, "\n".join(written))
                 while history := self._history.of(goal, _HISTORY_PER_PIPELINE):
                     pipe = self.redis.pipeline(transaction=True)
                     self._add_history(pipe, goal, history, now)
