@@ -23,7 +23,17 @@ from typing import Literal
 from schemas import PathStatus, PolicySnapshot, Reason
 from schemas.overrides import GoalOverrides
 
-from .sampling import Arm, ArmSet, SamplingParams, Tables, beta_quantiles, choose, cold_arm
+from ._impl.local import LocalArm
+from .sampling import (
+    Arm,
+    ArmSet,
+    SamplingParams,
+    Tables,
+    beta_quantiles,
+    choose,
+    cold_arm,
+    shift,
+)
 
 __all__ = ["CompiledPolicy", "PathOverride", "PathView", "PolicyView"]
 
@@ -160,11 +170,13 @@ class CompiledPolicy:
         rng: random.Random,
         params: SamplingParams,
         on_ignored: Callable[[], None] | None = None,
+        decisions: int = 0,
     ) -> tuple[int, Reason]:
         """Which of the paths offered (indexes ``among``, ascending; None: all) to take, as an
         index into them, and why: the pinned path (``override``), else by the sampling rules
         over the paths not disabled; the first one (``fallback``) while no snapshot could ever
-        be loaded. ``on_ignored`` is called when every path offered is disabled."""
+        be loaded. ``on_ignored`` is called when every path offered is disabled;
+        ``decisions`` is the router's count of decisions (the recovery probes' clock)."""
         if not self.loaded:
             return 0, "fallback"
         pinned = self.pinned
@@ -175,8 +187,8 @@ class CompiledPolicy:
             if enabled is None:
                 if self.unroutable and on_ignored is not None:
                     on_ignored()
-                return choose(self.arm_set, rng, params)
-            i, reason = choose(self.enabled_set or self.arm_set, rng, params)
+                return choose(self.arm_set, rng, params, decisions)
+            i, reason = choose(self.enabled_set or self.arm_set, rng, params, decisions)
             return enabled[i], reason
         if pinned is not None and pinned in among:
             return among.index(pinned), "override"
@@ -188,7 +200,7 @@ class CompiledPolicy:
                 on_ignored()
         arms = self.arm_set.arms
         j, reason = choose(
-            ArmSet([arms[among[k]] for k in allowed], params.tie_margin), rng, params
+            ArmSet([arms[among[k]] for k in allowed], params.tie_margin), rng, params, decisions
         )
         return allowed[j], reason
 
@@ -208,39 +220,58 @@ class CompiledPolicy:
         overrides: GoalOverrides | None = None,
         overrides_raw: bytes | None = None,
         now: datetime | None = None,
+        local: Sequence[LocalArm] | None = None,
+        alerted_at: Mapping[str, int] | None = None,
     ) -> CompiledPolicy:
         """Arms for ``paths`` from ``snapshot`` (None: Redis answered but has no snapshot for
-        the goal yet, so every path is cold), with the ``overrides`` in force at ``now``.
-        Quantile tables of unchanged posteriors are taken from ``previous`` instead of being
-        recomputed."""
+        the goal yet, so every path is cold), with the ``overrides`` in force at ``now``, and
+        what the router's own outcomes add (``local``, one per path:
+        ``producer_sdk._impl.local``). ``alerted_at`` gives, per alerted path, the router's
+        count of decisions when it first saw the alert. Quantile tables of unchanged
+        posteriors are taken from ``previous``, and shifted from it for small changes."""
         now = now or datetime.now(UTC)
-        reuse: Mapping[tuple[float, float], Tables] = {}
+        exact: Mapping[tuple[float, float], Tables] = {}
+        before: Mapping[str, Arm] = {}
         if previous is not None:
-            reuse = {(a.alpha, a.beta): a.tables for a in previous.arm_set.arms}
+            exact = {a.tables_of or (a.alpha, a.beta): a.tables for a in previous.arm_set.arms}
+            before = {a.name: a for a in previous.arm_set.arms}
         arms = []
         known = snapshot.paths if snapshot is not None else {}
-        for name in paths:
+        for k, name in enumerate(paths):
             stats = known.get(name)
-            if stats is None:
+            extra = local[k] if local is not None else None
+            if stats is None and (extra is None or not extra.count):
                 arms.append(cold_arm(name))
                 continue
-            last = stats.last_outcome_at
-            stale = stats.status == "stale" or (
+            alpha, beta, n = (stats.alpha, stats.beta, stats.n) if stats else (1.0, 1.0, 0)
+            degrading = stats is not None and stats.status == "degrading"
+            if extra is not None:
+                n += extra.count
+                if extra.alarm is not None:
+                    alpha, beta = 1.0 + extra.alarm[0], 1.0 + extra.alarm[1]
+                    degrading = True
+                else:
+                    alpha, beta = alpha + extra.successes, beta + extra.failures
+            last = stats.last_outcome_at if stats else None
+            stale = (stats is not None and stats.status == "stale") or (
                 last is not None and (now - last).total_seconds() > params.staleness
             )
-            tables = reuse.get((stats.alpha, stats.beta)) or beta_quantiles(stats.alpha, stats.beta)
+            tables, tables_of, affine = _tables(alpha, beta, exact, before.get(name))
             arms.append(
                 Arm(
                     name,
-                    alpha=stats.alpha,
-                    beta=stats.beta,
-                    n=stats.n,
-                    cold=stats.n < params.min_samples,
+                    alpha=alpha,
+                    beta=beta,
+                    n=n,
+                    cold=n < params.min_samples,
                     stale=stale,
-                    degrading=stats.status == "degrading",
-                    mean_cost=stats.mean_cost_usd,
-                    mean_latency=stats.mean_latency_ms,
+                    degrading=degrading,
+                    alerted_at=(alerted_at or {}).get(name, 0),
+                    mean_cost=stats.mean_cost_usd if stats else None,
+                    mean_latency=stats.mean_latency_ms if stats else None,
                     tables=tables,
+                    tables_of=tables_of,
+                    affine=affine,
                 )
             )
         return cls(
@@ -261,8 +292,10 @@ class CompiledPolicy:
         for arm in self.arm_set.arms:
             stats = known.get(arm.name)
             status: PathStatus
-            if stats is not None:
-                status = "stale" if arm.stale and stats.status != "degrading" else stats.status
+            if arm.degrading:  # the workers' alert, or this router's own alarm
+                status = "degrading"
+            elif stats is not None:
+                status = "stale" if arm.stale else stats.status
             else:
                 status = "cold"
             paths.append(
@@ -303,3 +336,25 @@ class CompiledPolicy:
         if entry is None:
             return None
         return PathOverride("disabled", entry.by, entry.at, entry.until, entry.reason)
+
+
+def _tables(
+    alpha: float,
+    beta: float,
+    exact: Mapping[tuple[float, float], Tables],
+    before: Arm | None,
+) -> tuple[Tables, tuple[float, float] | None, tuple[float, float] | None]:
+    """The quantile tables for Beta(alpha, beta), the parameters they were computed for (None:
+    these) and the affine map of their draws (``producer_sdk.sampling``): the previous
+    policy's tables for the same parameters, or the path's previous tables moved when its
+    posterior moved little, or tables computed now."""
+    tables = exact.get((alpha, beta))
+    if tables is not None:
+        return tables, None, None
+    if before is not None:
+        # Always from the parameters the tables were computed for: errors do not pile up.
+        source = before.tables_of or (before.alpha, before.beta)
+        affine = shift(source, alpha, beta)
+        if affine is not None:
+            return before.tables, source, affine
+    return beta_quantiles(alpha, beta), None, None

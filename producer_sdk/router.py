@@ -32,16 +32,17 @@ from ._impl.arguments import (
     check_force_path,
     check_identifier,
     check_max_attempts,
+    feed_driver,
     normalize_paths,
-    snapshot_sources,
 )
 from ._impl.callables import CallablePaths
 from ._impl.calls import CallHost, Judge
 from ._impl.completions import ModelCalls
 from ._impl.encode import EventEncoder
 from ._impl.ledger import Ledger, OnceLog
+from ._impl.local import LocalEvidence, reward_of
 from .cache import PolicyCache, SnapshotSource
-from .decision import Decision
+from .decision import Decision, Outcome
 from .emitter import EventSink, KafkaEventSink
 from .errors import NoCurrentDecision
 from .options import CacheOptions, ConnectionOptions, EmitterOptions, Provider
@@ -121,9 +122,17 @@ class Router:
         self._sink: EventSink = event_sink or KafkaEventSink(
             connection.kafka_client_config(), connection.topics(), emitter
         )
-        sources = snapshot_sources(snapshot_source, connection, self.goal)
+        local = None
+        if self.params.local_outcomes:
+            local = LocalEvidence(self.paths, self.params.min_samples)
         self._cache = PolicyCache(
-            self.goal, self.paths, self.params, cache or CacheOptions(), sources
+            self.goal,
+            self.paths,
+            self.params,
+            cache or CacheOptions(),
+            feed_driver(snapshot_source, connection),
+            local=local,
+            decisions=lambda: self._decisions,
         )
         self._index = {name: i for i, name in enumerate(self.paths)}
         self._encoder = EventEncoder(self.goal, self.paths, service, SDK_VERSION)
@@ -132,7 +141,9 @@ class Router:
             f"outroute_decision_{self.goal}_{id(self)}", default=None
         )
         self._closed = False
-        self._ledger = Ledger(self._encoder, self._sink, self._warnings)
+        self._ledger = Ledger(
+            self._encoder, self._sink, self._warnings, self._learned if local else None
+        )
         self._init_process_state()
         host = CallHost(self.paths, self.decide, self._current, self._ledger, judge, self._warnings)
         self._callables = None if fns is None else CallablePaths(host, fns, max_attempts)
@@ -238,15 +249,20 @@ class Router:
             self.start()
         policy = self._cache.current
         candidates = self.paths if subset is None else tuple(self.paths[i] for i in subset)
-        reason: Reason
+        forced = None
         if force_path is not None:
-            path, reason = check_force_path(force_path, candidates, subset is not None), "forced"
-        else:
-            i, reason = policy.choose(subset, self._rng, self.params, self._overrides_ignored)
-            path = candidates[i]
+            forced = check_force_path(force_path, candidates, subset is not None)
         with self._lock:
             self._decisions += 1
             serial = self._decisions
+        reason: Reason
+        if forced is not None:
+            path, reason = forced, "forced"
+        else:
+            i, reason = policy.choose(
+                subset, self._rng, self.params, self._overrides_ignored, serial
+            )
+            path = candidates[i]
         trace_id = f"{self._id_prefix}{serial:x}"
         ns = time.time_ns()
         decision = Decision(self._ledger, trace_id, path, reason, policy.version, ns, candidates)
@@ -265,6 +281,13 @@ class Router:
         except Exception as exc:  # never into the host: an emitter bug must not fail requests
             self._warnings.warn("send", "could not emit a decision event: %r", exc)
         return decision
+
+    def _learned(self, path: str, outcome: Outcome, occurred_at: float) -> None:
+        """An outcome this router reported: into its own view until the snapshot counts it."""
+        local = self._cache.local
+        reward = reward_of(outcome.success, outcome.score)
+        if local is not None and local.add(self._index[path], reward, occurred_at):
+            self._cache.local_changed()
 
     def _overrides_ignored(self) -> None:
         self._warnings.warn(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from ..decision import Decision, Outcome, Turn, with_turns
@@ -49,12 +51,21 @@ class OnceLog:
 class Ledger:
     """Implements the Reporter protocol of ``Decision`` for one router."""
 
-    __slots__ = ("_encoder", "_lock", "_sink", "_warnings", "duplicates", "reports")
+    __slots__ = ("_encoder", "_learned", "_lock", "_sink", "_warnings", "duplicates", "reports")
 
-    def __init__(self, encoder: EventEncoder, sink: EventSink, warnings: OnceLog) -> None:
+    def __init__(
+        self,
+        encoder: EventEncoder,
+        sink: EventSink,
+        warnings: OnceLog,
+        learned: Callable[[str, Outcome, float], None] | None = None,
+    ) -> None:
         self._encoder = encoder
         self._sink = sink
         self._warnings = warnings
+        #: told of each outcome emitted, with its occurred_at (Unix seconds): the router's own
+        #: view of its outcomes
+        self._learned = learned
         self._lock = threading.Lock()
         self.reports = 0
         self.duplicates = 0
@@ -97,9 +108,16 @@ class Ledger:
                 _HINTS.get(first, "report each decision once"),
             )
             return False
+        occurred_ns = time.time_ns()
         try:
-            payload = self._encoder.outcome(decision.trace_id, outcome)
+            payload = self._encoder.outcome(decision.trace_id, outcome, occurred_ns)
             self._sink.send("outcome", decision.trace_id.encode(), payload)
         except Exception as exc:  # never into the host
             self._warnings.warn("send", "could not emit an outcome event: %r", exc)
+        if self._learned is not None:
+            try:
+                # occurred_at as the event carries it (microseconds), as the workers count it
+                self._learned(decision.path, outcome, (occurred_ns // 1000) / 1e6)
+            except Exception as exc:  # never into the host
+                self._warnings.warn("local", "could not learn from an outcome: %r", exc)
         return True

@@ -17,6 +17,7 @@ from producer_sdk.sampling import (
     SamplingParams,
     beta_quantiles,
     choose,
+    shift,
 )
 from schemas.policy import MIN_SAMPLES, STALENESS
 
@@ -120,20 +121,34 @@ def test_cold_start_is_uniform_and_says_so() -> None:
 
 def test_exploration_rate_and_a_path_other_than_the_winner() -> None:
     # A dominates so completely (P(B or C beats A) < 1e-100) that the Thompson winner is A
-    # every time: exactly the exploration draws leave A, split evenly over B and C.
-    arms = ArmSet([arm("a", 950, 50), arm("b", 50, 950), arm("c", 50, 950)], tie_margin=0.05)
+    # every time. With a tie margin of 1 every path could be chosen (all are worth learning):
+    # exactly the exploration draws leave A, split evenly over B and C.
+    arms = ArmSet([arm("a", 950, 50), arm("b", 50, 950), arm("c", 50, 950)], tie_margin=1.0)
     rng = random.Random(11)
     n = 40_000
     reasons = Counter()
     picks = Counter()
+    params = SamplingParams(exploration_rate=0.1, tie_margin=1.0)
     for _ in range(n):
-        index, reason = choose(arms, rng, SamplingParams(exploration_rate=0.1))
+        index, reason = choose(arms, rng, params)
         reasons[reason] += 1
         picks[index] += 1
         assert (reason == "explore") == (index != 0)
     assert abs(reasons["explore"] / n - 0.1) < binomial_tolerance(0.1, n)
     explored = picks[1] + picks[2]
     assert abs(picks[1] / explored - 0.5) < binomial_tolerance(0.5, explored)
+
+
+def test_a_path_known_to_be_worse_is_not_explored() -> None:
+    """B and C (0.05) never draw near the tie set of A (0.95 less 0.05): an exploration
+    would be a failure bought for nothing, so every decision takes A, as "exploit"."""
+    arms = ArmSet([arm("a", 950, 50), arm("b", 50, 950), arm("c", 50, 950)], tie_margin=0.05)
+    rng = random.Random(11)
+    assert {choose(arms, rng, SamplingParams()) for _ in range(20_000)} == {(0, "exploit")}
+    # A cold path is always worth learning about, whatever its draw.
+    cold = ArmSet([arm("a", 950, 50), arm("new", 1, 1, n=0)], tie_margin=0.05)
+    picks = Counter(choose(cold, rng, SamplingParams()) for _ in range(20_000))
+    assert abs(picks[1, "explore"] / 20_000 - 0.1) < binomial_tolerance(0.1, 20_000)
 
 
 def test_exploration_prefers_cold_and_stale_paths() -> None:
@@ -154,30 +169,67 @@ def test_exploration_prefers_cold_and_stale_paths() -> None:
 
 
 def test_degrading_paths_get_only_the_recovery_probes() -> None:
-    # "a" wins every Thompson draw (see above), so exactly the exploration draws leave it:
-    # explore goes to "fine" alone, and "alerted" gets the recovery probes alone.
+    # "a" wins every Thompson draw but for the tables' outermost 1/K^2 of probability (the
+    # alerted path's top one reaches 1.0: once per 262,144 draws), so exactly the exploration
+    # draws leave it: explore goes to "fine" alone, and "alerted" gets the recovery probes.
+    # A tie margin of 0.2 makes "fine" (0.80) worth exploring (its draws reach 0.75).
     arms = ArmSet(
         [arm("a", 950, 50), arm("fine", 800, 200), arm("alerted", 20, 40, degrading=True)],
-        tie_margin=0.05,
+        tie_margin=0.2,
     )
     rng = random.Random(4)
     n = 40_000
-    params = SamplingParams(exploration_rate=0.1, recovery_probe_rate=0.02)
-    picks = Counter()
-    for _ in range(n):
-        index, reason = choose(arms, rng, params)
-        picks[index] += 1
-        assert (reason == "explore") == (index != 0)
-    assert abs(picks[1] / n - 0.1) < binomial_tolerance(0.1, n)
-    assert abs(picks[2] / n - 0.02) < binomial_tolerance(0.02, n)
+    # probe_start at the floor: a flat 2 % (the schedule has its own test below).
+    params = SamplingParams(
+        exploration_rate=0.1, recovery_probe_rate=0.02, probe_start=0.02, tie_margin=0.2
+    )
+    picks: Counter[tuple[int, str]] = Counter(choose(arms, rng, params) for _ in range(n))
+    assert set(picks) <= {(0, "exploit"), (1, "explore"), (2, "explore"), (2, "exploit")}
+    assert picks[2, "exploit"] <= 3  # tail draws: 0.15 expected in 40,000
+    assert abs(picks[1, "explore"] / n - 0.1) < binomial_tolerance(0.1, n)
+    assert abs(picks[2, "explore"] / n - 0.02) < binomial_tolerance(0.02, n)
 
 
 def test_exploration_never_picks_an_alerted_path_even_when_it_is_the_only_other() -> None:
     arms = ArmSet([arm("a", 950, 50), arm("alerted", 20, 40, degrading=True)], tie_margin=0.05)
     rng = random.Random(9)
     n = 20_000
-    params = SamplingParams(exploration_rate=0.5, recovery_probe_rate=0.0)
+    params = SamplingParams(exploration_rate=0.5, recovery_probe_rate=0.0, probe_start=0.0)
     assert {choose(arms, rng, params) for _ in range(n)} == {(0, "exploit")}
+
+
+@pytest.mark.parametrize(("age", "rate"), [(0, 0.04), (300, 0.01 + 0.03 / 4), (3000, 0.01)])
+def test_recovery_probes_start_high_and_halve_with_the_alerts_age(age: int, rate: float) -> None:
+    """The chance of a probe is probe_start when the router first saw the alert (at its
+    decision 1,000 here), halving every probe_half_life decisions down to the floor."""
+    arms = ArmSet(
+        [arm("a", 950, 50), arm("alerted", 20, 40, degrading=True, alerted_at=1000)],
+        tie_margin=0.05,
+    )
+    params = SamplingParams(
+        exploration_rate=0.1, recovery_probe_rate=0.01, probe_start=0.04, probe_half_life=150
+    )
+    rng = random.Random(age)
+    n = 40_000
+    probes = sum(choose(arms, rng, params, decisions=1000 + age)[0] == 1 for _ in range(n))
+    expected = rate if age < 3000 else 0.01 + 0.03 * 0.5**20
+    assert abs(probes / n - expected) < binomial_tolerance(expected, n)
+
+
+def test_exploration_goes_to_the_path_most_likely_to_be_best_after_the_winner() -> None:
+    """ "b" is as good as the winner within noise, "c" is far behind: exploration takes the
+    largest draw after the winner's, so "c" gets it only when its draw beats b's, about
+    P(Beta(800, 200) > Beta(940, 60)) of the time: never at 40,000 decisions. b's draws
+    (0.94 +- 0.008) always reach the tie set (0.95 less 0.05)."""
+    arms = ArmSet([arm("a", 950, 50), arm("b", 940, 60), arm("c", 800, 200)], tie_margin=0.05)
+    rng = random.Random(21)
+    n = 40_000
+    picks: Counter[tuple[int, str]] = Counter(choose(arms, rng, SamplingParams()) for _ in range(n))
+    explored = {index for (index, reason) in picks if reason == "explore"}
+    assert explored == {0, 1}  # "a" when "b" won the draw, "b" when "a" did
+    assert abs(sum(c for (_, r), c in picks.items() if r == "explore") / n - 0.1) < (
+        binomial_tolerance(0.1, n)
+    )
 
 
 def test_no_exploration_when_rate_is_zero_or_one_path() -> None:
@@ -280,3 +332,44 @@ def test_defaults_are_the_shared_thresholds() -> None:
         0.05,
         0.01,
     )
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        ((950, 50), (975, 52)),
+        ((40, 12), (41.5, 12.5)),
+        ((2700, 55), (2800, 57)),
+        ((40, 12), (40, 13.2)),
+        ((25, 25), (27.5, 25)),
+        ((950, 50), (950, 55)),
+    ],
+)
+def test_moved_tables_are_within_a_tenth_of_a_standard_deviation(
+    source: tuple[float, float], target: tuple[float, float]
+) -> None:
+    """A posterior that moved by up to 10 % of its parameters keeps its old tables with an
+    affine map to its new mean and standard deviation instead of new tables (3 ms each)."""
+    a, b = target
+    affine = shift(source, a, b)
+    assert affine is not None
+    offset, scale = affine
+    old, exact = beta_quantiles(*source), beta_quantiles(a, b)
+    moved = [[offset + scale * q for q in table] for table in old]
+    sd = math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+    # Inside the integration window's ends (the tables' p = 0 and p = 1: +- 12 sd).
+    central = max(abs(x - y) for x, y in zip(exact[0][1:-1], moved[0][1:-1], strict=True))
+    tails = max(
+        abs(x - y)
+        for table in (1, 2)
+        for x, y in zip(exact[table][1:-1], moved[table][1:-1], strict=True)
+    )
+    assert central < 0.045 * sd
+    assert tails < 0.1 * sd
+    moved_arm = Arm("m", a, b, n=1000, cold=False, tables=old, tables_of=source, affine=affine)
+    assert moved_arm.draw(0.5) == pytest.approx(offset + scale * old[0][256])
+
+
+def test_tables_are_computed_again_for_large_moves_and_small_posteriors() -> None:
+    assert shift((950, 50), 1050, 50) is None  # alpha moved 10.5 %
+    assert shift((30, 10), 30.5, 10) is None  # a + b < 50
