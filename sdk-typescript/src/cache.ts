@@ -1,19 +1,32 @@
 /**
- * PolicyCache: a background loop on the event loop that keeps one goal's compiled policy
- * fresh.
+ * PolicyCache: one router's compiled policy, kept fresh by a feed (feed.ts).
  *
- * It GETs `<prefix>:policy:<goal>`, subscribes to `<prefix>:policy-updates` (a goal name is
- * published after each write) and polls as a safety net. `decide()` only reads
+ * A feed reads `<prefix>:policy:<goal>` and the goal's overrides `<prefix>:overrides:<goal>`
+ * in one round trip, follows `<prefix>:policy-changes` (a worker names every goal of a write
+ * in one message) and polls as a safety net, then hands what it read to `PolicyCache.apply`.
+ * Every router of a process that reads the same Redis shares one feed: one client, one
+ * subscriber. A router given its own `SnapshotSource` (an in-memory stand-in, a custom store)
+ * gets a loop of its own that drives the same cache.
+ *
+ * The cache compiles again when the earliest override in force ends, so an override expires
+ * by this process's clock without a write; and at once when the router's own outcomes open or
+ * end an alarm on a path (`localChanged`, see local.ts). `decide()` only reads
  * `PolicyCache.current`, an immutable object swapped in one assignment, so deciding never
  * waits for Redis. When Redis is away the last policy stays in use, marked stale after
- * `maxStalenessMs`; errors are logged once per outage.
+ * `maxStalenessMs`, overrides included; errors are logged once per outage.
  */
 
-import { createClient } from "redis";
-
+import type { LocalEvidence } from "./local.js";
 import type { Logger } from "./log.js";
 import { parseOverrides, type GoalOverrides } from "./overrides.js";
-import { CompiledPolicy, InvalidSnapshot, parseSnapshot, type PolicySnapshot, type PolicyView } from "./policy.js";
+import {
+  CompiledPolicy,
+  InvalidSnapshot,
+  parseSnapshot,
+  type PathStats,
+  type PolicySnapshot,
+  type PolicyView,
+} from "./policy.js";
 import type { CacheOptions } from "./options.js";
 import type { SamplingParams } from "./sampling.js";
 
@@ -31,23 +44,22 @@ export interface SnapshotSource {
   close(): Promise<void>;
 }
 
-const MAX_BACKOFF_MS = 5000;
-const OP_TIMEOUT_MS = 1000;
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-    timer.unref();
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+/** What keeps caches fresh: the process's shared Redis feed, or one source's own loop. */
+export interface FeedDriver {
+  /** Start serving `cache`: its first read is made as soon as possible. */
+  attach(cache: PolicyCache): void;
+  /** Stop serving `cache`; a driver left serving nothing closes its connections. */
+  detach(cache: PolicyCache): Promise<void>;
 }
 
-/** Resolves after `ms`, or at once when `signal` aborts. */
+/** The longest delay setTimeout keeps (a longer one fires at once). */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/** Resolves after `ms` (at most MAX_TIMER_MS), or at once when `signal` aborts. */
 export function pause(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, ms);
+    const timer = setTimeout(done, Math.min(ms, MAX_TIMER_MS));
     timer.unref();
     function done() {
       clearTimeout(timer);
@@ -58,151 +70,18 @@ export function pause(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-function newClient(url: string) {
-  const client = createClient({
-    url,
-    disableOfflineQueue: true,
-    socket: { connectTimeout: OP_TIMEOUT_MS, reconnectStrategy: false },
-  });
-  // Without a listener an error event would crash the host; the loop sees the failure
-  // through the next command instead.
-  client.on("error", () => undefined);
-  return client;
-}
-
-type Client = ReturnType<typeof newClient>;
-
 /**
- * Snapshots of one goal from Redis: its snapshot and overrides in one MGET, SUBSCRIBE for the
- * nudge (keys under `keyPrefix`: `<prefix>:policy:<goal>`, `<prefix>:overrides:<goal>`,
- * channel `<prefix>:policy-updates`).
+ * Keeps `current` up to date from what a FeedDriver reads, and from the router's own outcomes
+ * (`local`: see local.ts). `decisions` counts the router's decisions: the clock of its
+ * recovery probes.
  */
-export class RedisSnapshotSource implements SnapshotSource {
-  private client: Client | null = null;
-  private subscriber: Client | null = null;
-  private broken: Error | null = null;
-  private nudged = false;
-  private wake: (() => void) | null = null;
-  private overrides: string | null = null;
-  private readonly key: string;
-  private readonly overridesKey: string;
-  private readonly channel: string;
-
-  constructor(
-    private readonly url: string,
-    keyPrefix: string,
-    private readonly goal: string,
-  ) {
-    this.key = `${keyPrefix}:policy:${goal}`;
-    this.overridesKey = `${keyPrefix}:overrides:${goal}`;
-    this.channel = `${keyPrefix}:policy-updates`;
-  }
-
-  private make(): Client {
-    return newClient(this.url);
-  }
-
-  private async redis(): Promise<Client> {
-    if (this.client !== null && this.client.isReady) return this.client;
-    this.client?.destroy();
-    this.client = null;
-    const client = this.make();
-    this.client = client;
-    await withTimeout(client.connect(), OP_TIMEOUT_MS * 2, "connecting to Redis");
-    return client;
-  }
-
-  async fetch(): Promise<string | null> {
-    try {
-      const client = await this.redis();
-      const [value, overrides] = await withTimeout(client.mGet([this.key, this.overridesKey]), OP_TIMEOUT_MS, "MGET");
-      this.overrides = overrides == null ? null : String(overrides);
-      return value == null ? null : String(value);
-    } catch (error) {
-      this.client?.destroy();
-      this.client = null;
-      throw error;
-    }
-  }
-
-  private async subscribe(): Promise<void> {
-    const subscriber = this.make();
-    subscriber.on("error", (error: Error) => this.breakSubscription(error));
-    subscriber.on("end", () => this.breakSubscription(new Error("the subscription closed")));
-    this.subscriber = subscriber;
-    this.broken = null;
-    await withTimeout(subscriber.connect(), OP_TIMEOUT_MS * 2, "connecting to Redis");
-    await withTimeout(
-      subscriber.subscribe(this.channel, (message) => {
-        if (message === this.goal) {
-          this.nudged = true;
-          this.wake?.();
-        }
-      }),
-      OP_TIMEOUT_MS,
-      "SUBSCRIBE",
-    );
-  }
-
-  private breakSubscription(error: Error): void {
-    if (this.broken === null) this.broken = error;
-    this.wake?.();
-  }
-
-  private resetSubscription(): void {
-    const subscriber = this.subscriber;
-    this.subscriber = null;
-    if (subscriber !== null) {
-      subscriber.removeAllListeners("end");
-      subscriber.destroy();
-    }
-  }
-
-  /** The overrides read by the last `fetch()`, in the same round trip. */
-  fetchOverrides(): string | null {
-    return this.overrides;
-  }
-
-  async waitForUpdate(timeoutMs: number, signal: AbortSignal): Promise<boolean> {
-    try {
-      if (this.subscriber === null || this.broken !== null) {
-        this.resetSubscription();
-        await this.subscribe();
-      }
-    } catch (error) {
-      this.resetSubscription();
-      throw error;
-    }
-    if (!this.nudged) {
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-        void pause(timeoutMs, signal).then(resolve);
-      });
-      this.wake = null;
-    }
-    if (this.broken !== null) {
-      const error = this.broken;
-      this.resetSubscription();
-      throw error;
-    }
-    const nudged = this.nudged;
-    this.nudged = false;
-    return nudged;
-  }
-
-  async close(): Promise<void> {
-    this.resetSubscription();
-    this.client?.destroy();
-    this.client = null;
-  }
-}
-
-/** Keeps `current` up to date from a SnapshotSource in a background loop. */
 export class PolicyCache {
   current: CompiledPolicy;
-  private loop: Promise<void> | null = null;
-  private readonly stopper = new AbortController();
-  private firstAttempt: Promise<void>;
+  /** per alerted path, the router's count of decisions when this cache first saw the alert */
+  private readonly alertedAt = new Map<string, number>();
+  private driver: FeedDriver | null = null;
+  private stopped = false;
+  private readonly firstAttempt: Promise<void>;
   private markFirstAttempt!: () => void;
   private lastOk: number | null = null;
   private failing = false;
@@ -214,29 +93,37 @@ export class PolicyCache {
     readonly goal: string,
     private readonly paths: readonly string[],
     private readonly params: SamplingParams,
-    private readonly options: CacheOptions,
+    readonly options: CacheOptions,
     private readonly pathStalenessMs: number,
-    private readonly sourceFactory: () => SnapshotSource,
-    private readonly logger: Logger,
+    private readonly driverFactory: () => FeedDriver,
+    readonly logger: Logger,
+    private readonly decisions: () => number,
+    readonly local: LocalEvidence | null = null,
   ) {
     this.current = CompiledPolicy.neverLoaded(paths, params.tieMargin);
     this.firstAttempt = new Promise((resolve) => (this.markFirstAttempt = resolve));
   }
 
   get started(): boolean {
-    return this.loop !== null;
+    return this.driver !== null;
   }
 
-  /** Start the loop (once); resolve when the first fetch succeeded or failed, or after
+  /** Attach to the feed (once); resolve when the first read succeeded or failed, or after
    * `waitMs` (default `initWaitMs`), whichever comes first. */
   async start(waitMs?: number): Promise<void> {
-    if (this.loop === null && !this.stopper.signal.aborted) this.loop = this.run();
+    if (this.driver === null && !this.stopped) {
+      const driver = this.driverFactory();
+      this.driver = driver;
+      driver.attach(this);
+    }
     await Promise.race([this.firstAttempt, pause(waitMs ?? this.options.initWaitMs)]);
   }
 
   async stop(): Promise<void> {
-    this.stopper.abort();
-    if (this.loop !== null) await this.loop;
+    this.stopped = true;
+    const driver = this.driver;
+    this.driver = null;
+    if (driver !== null) await driver.detach(this);
   }
 
   get stale(): boolean {
@@ -245,15 +132,42 @@ export class PolicyCache {
     return performance.now() - this.lastOk > this.options.maxStalenessMs;
   }
 
+  /** When the current policy must be compiled again (performance.now() milliseconds);
+   * never for a policy that was never loaded (there is nothing to compile again). */
+  get dueAt(): number {
+    return this.current.loaded ? this.current.recompileAt : Number.POSITIVE_INFINITY;
+  }
+
   view(): PolicyView {
     return this.current.view(this.goal, this.stale);
   }
 
-  /** Fetch once and swap in a new policy if it changed. Rejects if the source is down. */
+  // -- what drivers call -------------------------------------------------------------------
+
+  /** Fetch once from `source` and apply it. Rejects if the source is down. */
   async refresh(source: SnapshotSource): Promise<boolean> {
     const raw = await source.fetch();
-    const overridesRaw = source.fetchOverrides?.() ?? null;
+    return this.apply(raw, source.fetchOverrides?.() ?? null);
+  }
+
+  /**
+   * A read of the goal's snapshot and overrides (null: no such key): swap in a new policy if
+   * it changed. True when a new policy was compiled.
+   */
+  apply(raw: string | null, overridesRaw: string | null): boolean {
     this.lastOk = performance.now();
+    if (this.failing) {
+      this.logger.warn(`policy source for goal ${this.goal} is reachable again`);
+      this.failing = false;
+    }
+    try {
+      return this.applyRead(raw, overridesRaw);
+    } finally {
+      this.markFirstAttempt();
+    }
+  }
+
+  private applyRead(raw: string | null, overridesRaw: string | null): boolean {
     const current = this.current;
     if (
       current.loaded &&
@@ -294,35 +208,72 @@ export class PolicyCache {
         return false;
       }
     }
-    this.current = CompiledPolicy.compile(snapshot, this.paths, {
-      minSamples: this.params.minSamples,
-      tieMargin: this.params.tieMargin,
-      pathStalenessMs: this.pathStalenessMs,
-      previous: current,
-      raw,
-      overrides: this.parseOverrides(overridesRaw, current),
-      overridesRaw,
-    });
+    this.compile(snapshot, raw, this.parseOverrides(overridesRaw, current), overridesRaw);
     return true;
+  }
+
+  /** The source could not be read: keep the last policy (logged once per outage). */
+  failed(error: unknown): void {
+    this.errors += 1;
+    if (!this.failing) {
+      const message = error instanceof Error ? error.message : String(error);
+      this.logger.warn(`cannot read the policy for goal ${this.goal} (${message}); using the last one, retrying`);
+      this.failing = true;
+    }
+    this.recompileIfDue();
+    this.markFirstAttempt();
   }
 
   /**
    * While no new policy can be read: compile the last one again once its earliest override
    * has ended (or a minute has passed), so that overrides still end on time.
    */
-  private recompileIfDue(): void {
+  recompileIfDue(): void {
     const current = this.current;
     if (current.loaded && performance.now() >= current.recompileAt) {
-      this.current = CompiledPolicy.compile(current.snapshot, this.paths, {
-        minSamples: this.params.minSamples,
-        tieMargin: this.params.tieMargin,
-        pathStalenessMs: this.pathStalenessMs,
-        previous: current,
-        raw: current.raw,
-        overrides: current.storedOverrides,
-        overridesRaw: current.overridesRaw,
-      });
+      this.compile(current.snapshot, current.raw, current.storedOverrides, current.overridesRaw);
     }
+  }
+
+  /** The router's own outcomes opened or ended an alarm: compile now. */
+  localChanged(): void {
+    const current = this.current;
+    if (current.loaded) {
+      this.compile(current.snapshot, current.raw, current.storedOverrides, current.overridesRaw);
+    }
+  }
+
+  /**
+   * Swap in the policy of this snapshot and overrides, with the router's own outcomes folded
+   * in; note when each alert (the workers', or the router's own alarm) was first seen.
+   */
+  private compile(
+    snapshot: PolicySnapshot | null,
+    raw: string | null,
+    overrides: GoalOverrides | null,
+    overridesRaw: string | null,
+  ): void {
+    const known: ReadonlyMap<string, PathStats> = snapshot?.paths ?? new Map();
+    const local = this.local === null ? null : this.local.arms(known);
+    const alerted = new Set(
+      this.paths.filter(
+        (name, k) => known.get(name)?.status === "degrading" || (local !== null && local[k]!.alarm !== null),
+      ),
+    );
+    const seen = this.alertedAt;
+    for (const name of [...seen.keys()]) if (!alerted.has(name)) seen.delete(name);
+    for (const name of alerted) if (!seen.has(name)) seen.set(name, this.decisions());
+    this.current = CompiledPolicy.compile(snapshot, this.paths, {
+      minSamples: this.params.minSamples,
+      tieMargin: this.params.tieMargin,
+      pathStalenessMs: this.pathStalenessMs,
+      previous: this.current,
+      raw,
+      overrides,
+      overridesRaw,
+      local,
+      alertedAt: seen,
+    });
   }
 
   /** The overrides in `raw`; when they are invalid, the last ones (logged, counted). */
@@ -340,47 +291,5 @@ export class PolicyCache {
     this.invalidSnapshots += 1;
     this.logger.error(`ignoring invalid overrides for goal ${this.goal}: ${problem}`);
     return current.storedOverrides;
-  }
-
-  private async run(): Promise<void> {
-    const signal = this.stopper.signal;
-    let source: SnapshotSource | null = null;
-    let backoff = 100;
-    while (!signal.aborted) {
-      try {
-        source ??= this.sourceFactory();
-        await this.refresh(source);
-        if (this.failing) {
-          this.logger.warn(`policy source for goal ${this.goal} is reachable again`);
-          this.failing = false;
-        }
-        backoff = 100;
-        this.markFirstAttempt();
-        const untilRecompile = Math.max(0, this.current.recompileAt - performance.now());
-        await source.waitForUpdate(Math.min(this.options.pollIntervalMs, untilRecompile), signal);
-      } catch (error) {
-        // Redis down, DNS, auth: keep the last policy, retry
-        this.errors += 1;
-        this.markFirstAttempt();
-        if (!this.failing) {
-          const message = error instanceof Error ? error.message : String(error);
-          this.logger.warn(
-            `cannot read the policy for goal ${this.goal} (${message}); using the last one, retrying`,
-          );
-          this.failing = true;
-        }
-        this.recompileIfDue();
-        const due = this.current.recompileAt - performance.now();
-        await pause(Math.max(0, Math.min(backoff, due)), signal);
-        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
-      }
-    }
-    if (source !== null) {
-      try {
-        await source.close();
-      } catch (error) {
-        this.logger.debug(`closing the snapshot source failed: ${String(error)}`);
-      }
-    }
   }
 }

@@ -8,7 +8,7 @@
  *     decision.report(true, { latencyMs: 840 });
  */
 
-export { RedisSnapshotSource, type SnapshotSource } from "./cache.js";
+export { type SnapshotSource } from "./cache.js";
 export { CompletionStream, type CompletionOptions, type StreamOptions } from "./completions.js";
 export { Decision, FAILURE_CATEGORIES, type FailureCategory, type ReportFields } from "./decision.js";
 export { KafkaEventSink, type EmitterStats, type EventKind, type EventSink } from "./emitter.js";

@@ -5,7 +5,7 @@
 
 import { withTurns, type Decision, type Outcome, type Reporter, type Turn } from "./decision.js";
 import type { EventSink } from "./emitter.js";
-import { EventEncoder } from "./encode.js";
+import { EventEncoder, nowMicros } from "./encode.js";
 import type { OnceLog } from "./log.js";
 
 /** What to do instead, by who reported first (the warning names the case). */
@@ -17,6 +17,10 @@ const HINTS: Record<string, string> = {
     "it reports exceptions and cancellations itself; pass successFn to judge results there, or report once",
 };
 
+/** Told of each outcome emitted: its path, what was reported, and when (milliseconds since
+ * the Unix epoch, the event's own `occurred_at`). */
+export type Learned = (path: string, outcome: Outcome, at: number) => void;
+
 export class Ledger implements Reporter {
   reports = 0;
   duplicates = 0;
@@ -24,6 +28,8 @@ export class Ledger implements Reporter {
   constructor(
     private readonly sink: () => EventSink,
     private readonly warnings: OnceLog,
+    /** the router's own view of its outcomes (null: it has none) */
+    private readonly learned: Learned | null = null,
   ) {}
 
   recordTurn(decision: Decision, turn: Turn): void {
@@ -43,12 +49,23 @@ export class Ledger implements Reporter {
     }
     decision.reportedByValue = by;
     this.reports += 1;
+    const occurredUs = nowMicros();
     try {
-      const payload = EventEncoder.outcome(decision.traceId, withTurns(outcome, decision.turnList));
+      const payload = EventEncoder.outcome(decision.traceId, withTurns(outcome, decision.turnList), occurredUs);
       this.sink().send("outcome", decision.traceId, payload);
     } catch (error) {
       // never into the host: an emitter bug must not fail requests
       this.warnings.warn("send", `could not emit an outcome event: ${String(error)}`);
+    }
+    if (this.learned !== null) {
+      try {
+        // The event's own time, to the millisecond below it: a snapshot whose last_outcome_at
+        // reaches the event has counted it.
+        this.learned(decision.path, outcome, Math.floor(occurredUs / 1000));
+      } catch (error) {
+        // never into the host
+        this.warnings.warn("local", `could not learn from an outcome: ${String(error)}`);
+      }
     }
     return true;
   }

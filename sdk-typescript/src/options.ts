@@ -108,7 +108,8 @@ export function emitterOptions(given: Partial<EmitterOptions> = {}): EmitterOpti
  *
  * `await router.start()` waits at most `initWaitMs` for a first snapshot; until one is loaded
  * `decide()` falls back to the first path. Updates arrive by pub/sub; `pollIntervalMs` is the
- * safety net. When Redis cannot be read for `maxStalenessMs` the policy is reported stale (it
+ * safety net (the process's shared feed polls every goal at the shortest interval of its
+ * routers). When Redis cannot be read for `maxStalenessMs` the policy is reported stale (it
  * is still used).
  */
 export interface CacheOptions {

@@ -4,6 +4,7 @@
  */
 
 import { ArgumentError } from "./errors.js";
+import type { LocalArm } from "./local.js";
 import { activeOverrides, nextEnd, pathOverride, type GoalOverrides, type PathOverride } from "./overrides.js";
 import type { RandomSource } from "./random.js";
 import {
@@ -244,13 +245,15 @@ export class CompiledPolicy {
    * Which of the paths offered (indexes `among`, ascending; null: all) to take, as an index
    * into them, and why: the pinned path (`override`), else by the sampling rules over the
    * paths not disabled; the first one (`fallback`) while no snapshot could ever be loaded.
-   * `onIgnored` is called when every path offered is disabled.
+   * `onIgnored` is called when every path offered is disabled; `decisions` is the router's
+   * count of decisions (the recovery probes' clock).
    */
   choose(
     among: readonly number[] | null,
     rng: RandomSource,
     params: SamplingParams,
     onIgnored?: () => void,
+    decisions = 0,
   ): [number, Reason] {
     if (!this.loaded) return [0, "fallback"];
     const pinned = this.pinned;
@@ -259,9 +262,9 @@ export class CompiledPolicy {
       const enabled = this.enabled;
       if (enabled === null) {
         if (this.unroutable) onIgnored?.();
-        return choose(this.armSet, rng, params);
+        return choose(this.armSet, rng, params, decisions);
       }
-      const [i, reason] = choose(this.enabledSet!, rng, params);
+      const [i, reason] = choose(this.enabledSet!, rng, params, decisions);
       return [enabled[i]!, reason];
     }
     if (pinned !== null && among.includes(pinned)) return [among.indexOf(pinned), "override"];
@@ -272,7 +275,8 @@ export class CompiledPolicy {
       onIgnored?.();
     }
     const arms = this.armSet.arms;
-    const [j, reason] = choose(new ArmSet(allowed.map((k) => arms[among[k]!]!), params.tieMargin), rng, params);
+    const set = new ArmSet(allowed.map((k) => arms[among[k]!]!), params.tieMargin);
+    const [j, reason] = choose(set, rng, params, decisions);
     return [allowed[j]!, reason];
   }
 
@@ -286,7 +290,12 @@ export class CompiledPolicy {
 
   /**
    * Arms for `paths` from `snapshot` (null: Redis answered but has no snapshot for the goal
-   * yet, so every path is cold). Quantile tables of unchanged posteriors come from `previous`.
+   * yet, so every path is cold), with the overrides in force at `now`, and what the router's
+   * own outcomes add (`local`, one per path: see local.ts): folded outcomes add to the
+   * posterior and to its count; an alarm restarts the posterior from the alarm's run and
+   * marks the path alerted. `alertedAt` gives, per alerted path, the router's count of
+   * decisions when it first saw the alert. Quantile tables of unchanged posteriors come from
+   * `previous`.
    */
   static compile(
     snapshot: PolicySnapshot | null,
@@ -300,27 +309,47 @@ export class CompiledPolicy {
       overrides?: GoalOverrides | null;
       overridesRaw?: string | null;
       now?: number;
+      local?: readonly LocalArm[] | null;
+      alertedAt?: ReadonlyMap<string, number>;
     },
   ): CompiledPolicy {
     const now = settings.now ?? Date.now();
     const reuse = new Map<string, Tables>();
     for (const a of settings.previous?.armSet.arms ?? []) reuse.set(`${a.alpha}:${a.beta}`, a.tables);
-    const arms = paths.map((name) => {
+    const local = settings.local ?? null;
+    const arms = paths.map((name, k) => {
       const stats = snapshot?.paths.get(name);
-      if (stats === undefined) return coldArm(name);
-      const last = stats.lastOutcomeAt;
-      const stale = stats.status === "stale" || (last !== null && now - last > settings.pathStalenessMs);
+      const extra = local === null ? null : local[k]!;
+      if (stats === undefined && (extra === null || extra.count === 0)) return coldArm(name);
+      let alpha = stats?.alpha ?? 1.0;
+      let beta = stats?.beta ?? 1.0;
+      let n = stats?.n ?? 0;
+      let degrading = stats?.status === "degrading";
+      if (extra !== null) {
+        n += extra.count;
+        if (extra.alarm !== null) {
+          alpha = 1.0 + extra.alarm[0];
+          beta = 1.0 + extra.alarm[1];
+          degrading = true;
+        } else {
+          alpha += extra.successes;
+          beta += extra.failures;
+        }
+      }
+      const last = stats?.lastOutcomeAt ?? null;
+      const stale = stats?.status === "stale" || (last !== null && now - last > settings.pathStalenessMs);
       return makeArm({
         name,
-        alpha: stats.alpha,
-        beta: stats.beta,
-        n: stats.n,
-        cold: stats.n < settings.minSamples,
+        alpha,
+        beta,
+        n,
+        cold: n < settings.minSamples,
         stale,
-        degrading: stats.status === "degrading",
-        meanCost: stats.meanCostUsd,
-        meanLatency: stats.meanLatencyMs,
-        tables: reuse.get(`${stats.alpha}:${stats.beta}`) ?? betaQuantiles(stats.alpha, stats.beta),
+        degrading,
+        alertedAt: settings.alertedAt?.get(name) ?? 0,
+        meanCost: stats?.meanCostUsd ?? null,
+        meanLatency: stats?.meanLatencyMs ?? null,
+        tables: reuse.get(`${alpha}:${beta}`) ?? betaQuantiles(alpha, beta),
       });
     });
     return new CompiledPolicy(
@@ -340,7 +369,8 @@ export class CompiledPolicy {
     const paths = this.armSet.arms.map((arm): PathView => {
       const stats = known?.get(arm.name);
       let status: PathStatus = "cold";
-      if (stats !== undefined) status = arm.stale && stats.status !== "degrading" ? "stale" : stats.status;
+      if (arm.degrading) status = "degrading";
+      else if (stats !== undefined) status = arm.stale ? "stale" : stats.status;
       return {
         name: arm.name,
         mean: arm.alpha / (arm.alpha + arm.beta),

@@ -1,18 +1,19 @@
 /**
  * The Router: decide a path per request in microseconds, report how it went.
  *
- * `decide()` reads an immutable policy that a background loop keeps fresh from Redis, samples
- * a path, and hands the DecisionEvent to the emitter; it is synchronous, does no I/O and never
- * throws for a valid router. Kafka or Redis trouble degrades to counted drops and a stale
- * policy, never to an error in the host's request. Behaviour, events and defaults are those of
- * the Python SDK's `producer_sdk.Router`.
+ * `decide()` reads an immutable policy that the process's policy feed keeps fresh from Redis
+ * (feed.ts), and that the router's own outcomes update until a snapshot counts them
+ * (local.ts); it samples a path and hands the DecisionEvent to the emitter; it is
+ * synchronous, does no I/O and never throws for a valid router. Kafka or Redis trouble
+ * degrades to counted drops and a stale policy, never to an error in the host's request.
+ * Behaviour, events and defaults are those of the Python SDK's `producer_sdk.Router`.
  */
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import { randomBytes } from "node:crypto";
 
 import { checkAmong, normalizePaths } from "./arguments.js";
-import { RedisSnapshotSource, PolicyCache, type SnapshotSource } from "./cache.js";
+import { PolicyCache, type FeedDriver, type SnapshotSource } from "./cache.js";
 import { CallablePaths, type PathFn } from "./callables.js";
 import { Judge, type CallHost } from "./calls.js";
 import {
@@ -23,11 +24,13 @@ import {
   type CompletionStream,
   type ChatMessage,
 } from "./completions.js";
-import { Decision, type ReportFields } from "./decision.js";
+import { Decision, type Outcome, type ReportFields } from "./decision.js";
 import { KafkaEventSink, type EventSink } from "./emitter.js";
 import { EventEncoder, nowMicros } from "./encode.js";
 import { ArgumentError, NoCurrentDecision } from "./errors.js";
+import { sharedFeed, SourceLoop } from "./feed.js";
 import { Ledger } from "./ledger.js";
+import { LocalEvidence, rewardOf } from "./local.js";
 import { consoleLogger, OnceLog, type Logger } from "./log.js";
 import {
   cacheOptions,
@@ -70,7 +73,18 @@ export interface RouterOptions {
   /** Paths with no outcome for this long are preferred by exploration (default 7 days). */
   stalenessMs?: number;
   tieMargin?: number;
+  /** The floor of an alerted path's recovery probe rate (default 0.01). */
   recoveryProbeRate?: number;
+  /** An alerted path's probe rate when this router first sees the alert (default 0.03). */
+  probeStart?: number;
+  /** Decisions over which the probe rate halves towards `recoveryProbeRate` (default 200). */
+  probeHalfLife?: number;
+  /**
+   * Fold this router's own outcomes into its policy until a snapshot counts them, and watch
+   * them for a sudden drop of a path (default true; see "The router's own outcomes" in the
+   * README).
+   */
+  localOutcomes?: boolean;
   /** Where Kafka and Redis are (default: both on 127.0.0.1, prefixes "outroute"). */
   connection?: Partial<ConnectionOptions>;
   service?: string;
@@ -84,7 +98,11 @@ export interface RouterOptions {
   defaultProvider?: Provider;
   /** Where events go (default: Kafka). A sink passed in is flushed on close, not closed. */
   eventSink?: EventSink;
-  /** Where snapshots come from (default: Redis); a source or a function that makes one. */
+  /**
+   * Where snapshots come from: a source or a function that makes one, read in a loop of this
+   * router's own (default: Redis, through the process's feed shared by every router of the
+   * same Redis URL and key prefix).
+   */
   snapshotSource?: SnapshotSource | (() => SnapshotSource);
   seed?: number;
   logger?: Logger;
@@ -100,6 +118,9 @@ const OPTION_KEYS = [
   "stalenessMs",
   "tieMargin",
   "recoveryProbeRate",
+  "probeStart",
+  "probeHalfLife",
+  "localOutcomes",
   "connection",
   "service",
   "maxAttempts",
@@ -183,6 +204,9 @@ export class Router {
       minSamples: options.minSamples,
       tieMargin: options.tieMargin,
       recoveryProbeRate: options.recoveryProbeRate,
+      probeStart: options.probeStart,
+      probeHalfLife: options.probeHalfLife,
+      localOutcomes: options.localOutcomes,
     });
     const stalenessMs = checkNumber("stalenessMs", options.stalenessMs ?? SEVEN_DAYS_MS, {
       positive: true,
@@ -207,21 +231,32 @@ export class Router {
         options: emitter,
         logger,
       });
+    // The process's shared feed of the connection's Redis, or a loop of its own over the
+    // source given (or the source the function given makes).
     const given = options.snapshotSource;
-    let factory: () => SnapshotSource;
+    let driver: () => FeedDriver;
     if (given === undefined) {
-      const goal = this.goal;
-      factory = () => new RedisSnapshotSource(redisUrl, redisKeyPrefix, goal);
-    } else if (typeof given === "function") {
-      factory = given;
+      driver = () => sharedFeed(redisUrl, redisKeyPrefix);
     } else {
-      factory = () => given;
+      const factory: () => SnapshotSource = typeof given === "function" ? given : () => given;
+      driver = () => new SourceLoop(factory);
     }
-    this.cache = new PolicyCache(this.goal, this.paths, this.params, cache, stalenessMs, factory, logger);
+    const local = this.params.localOutcomes ? new LocalEvidence(this.paths, this.params.minSamples) : null;
+    this.cache = new PolicyCache(
+      this.goal,
+      this.paths,
+      this.params,
+      cache,
+      stalenessMs,
+      driver,
+      logger,
+      () => this.decisions,
+      local,
+    );
     this.index = new Map(this.paths.map((name, i) => [name, i]));
     this.encoder = new EventEncoder(this.goal, this.paths, this.service, SDK_VERSION);
     this.rng = new Rng(options.seed);
-    this.ledger = new Ledger(() => this.sink, this.warnings);
+    this.ledger = new Ledger(() => this.sink, this.warnings, local === null ? null : this.learned);
     const host: CallHost = {
       paths: this.paths,
       decide: (among, forcePath, madeBy, retry) => this.decideAmong(among, null, forcePath, madeBy, retry ?? false),
@@ -245,9 +280,10 @@ export class Router {
   // -- lifecycle ---------------------------------------------------------------------------
 
   /**
-   * Start the policy loop and wait (at most `waitMs`, default `cache.initWaitMs`) for a first
-   * snapshot. `decide()` starts the loop by itself on first use, without waiting: until a
-   * snapshot is loaded it decides `fallback` (the first path).
+   * Attach to the policy feed (or start the loop of the router's own `snapshotSource`) and
+   * wait (at most `waitMs`, default `cache.initWaitMs`) for a first snapshot. `decide()`
+   * attaches by itself on first use, without waiting: until a snapshot is loaded it decides
+   * `fallback` (the first path).
    */
   async start(waitMs?: number): Promise<this> {
     this.started = true;
@@ -261,7 +297,7 @@ export class Router {
   }
 
   /**
-   * Flush (bounded), stop the policy loop. Idempotent. Resolves to the number of events left
+   * Flush (bounded), leave the policy feed (closed with its last router). Idempotent. Resolves to the number of events left
    * undelivered. An `eventSink` passed in is flushed, not closed: it may serve other routers.
    * Call it at shutdown: the Kafka connection keeps the process alive until then.
    */
@@ -304,25 +340,25 @@ export class Router {
     }
     const policy = this.cache.current;
     const names = this.paths;
+    const candidates = among === null ? names : among.map((j) => names[j]!);
+    if (forcePath !== null && (typeof forcePath !== "string" || !candidates.includes(forcePath))) {
+      const offered = among === null ? "paths" : "the paths offered (among)";
+      throw new ArgumentError(`forcePath ${show(forcePath)} is not one of ${offered} ${candidates.join(", ")}`);
+    }
+    // Counted before choosing: this decision's number is the recovery probes' clock.
+    this.decisions += 1;
+    const serial = this.decisions;
     let path: string;
     let reason: Reason;
-    let candidates: readonly string[];
     if (forcePath !== null) {
-      candidates = among === null ? names : among.map((j) => names[j]!);
-      if (typeof forcePath !== "string" || !candidates.includes(forcePath)) {
-        const offered = among === null ? "paths" : "the paths offered (among)";
-        throw new ArgumentError(`forcePath ${show(forcePath)} is not one of ${offered} ${candidates.join(", ")}`);
-      }
       path = forcePath;
       reason = "forced";
     } else {
-      candidates = among === null ? names : among.map((j) => names[j]!);
       let i: number;
-      [i, reason] = policy.choose(among, this.rng, this.params, this.overridesIgnored);
+      [i, reason] = policy.choose(among, this.rng, this.params, this.overridesIgnored, serial);
       path = candidates[i]!;
     }
-    this.decisions += 1;
-    const traceId = this.idPrefix + this.decisions.toString(16);
+    const traceId = this.idPrefix + serial.toString(16);
     const version = policy.version;
     const us = nowMicros();
     const decision = new Decision(this.ledger, traceId, path, reason, version, us, candidates, madeBy);
@@ -374,6 +410,14 @@ export class Router {
   scope<T>(fn: () => T): T {
     return this.current.run({}, fn);
   }
+
+  /** An outcome this router reported: into its own view until the snapshot counts it. */
+  private readonly learned = (path: string, outcome: Outcome, at: number): void => {
+    const local = this.cache.local;
+    if (local !== null && local.add(this.index.get(path)!, rewardOf(outcome.success, outcome.score), at)) {
+      this.cache.localChanged();
+    }
+  };
 
   private readonly overridesIgnored = (): void =>
     this.warnings.warn(

@@ -6,10 +6,19 @@
  * 1. `forcePath` given: that path (`forced`) -- handled by the Router.
  * 2. No policy could ever be loaded: the first path (`fallback`) -- handled by the Router.
  * 3. Every candidate has fewer than `minSamples` outcomes: uniform (`cold_start`).
- * 4. With probability `explorationRate`: a path other than the Thompson winner, preferring
- *    cold or stale paths (`explore`). Paths with an open degradation alert are left out;
- *    instead, with probability `recoveryProbeRate` (at most what exploration leaves) a
- *    decision probes one of them, so that a recovery is seen (`explore`).
+ * 4. With probability `explorationRate`, a decision may explore (`explore`): a path other
+ *    than the Thompson winner worth learning about. Cold or stale paths come first; else the
+ *    path whose draw in the same Thompson round was the largest after the winner's (the first
+ *    on equal draws), provided that draw reached the tie set (the best posterior mean less
+ *    `tieMargin`): a path that could be chosen. One whose draw falls short is known to be
+ *    worse: that decision takes the winner (`exploit`). Paths with an open degradation alert
+ *    are left out: each costs the
+ *    failures of a known-bad path. Instead a decision probes each of them with a probability
+ *    (`probeRate`) that starts at `probeStart` when this router first sees the alert and
+ *    halves every `probeHalfLife` of its decisions down to `recoveryProbeRate` (together at
+ *    most what exploration leaves), like a breaker's half-open state: many probes while the
+ *    incident may be short, few once it lasts; the workers resolve the alert on the probes'
+ *    evidence (`explore`). The probe is decided by the uniform that decided exploration.
  * 5. Otherwise theta ~ Beta(alpha, beta) per path and the largest draw wins (`exploit`).
  *    Trust invariant: success rate dominates. Cost, then latency, break ties only among paths
  *    whose posterior mean is within `tieMargin` of the best posterior mean.
@@ -33,12 +42,27 @@ const K = QUANTILE_KNOTS;
 const GRID = 4096;
 const WINDOW_SD = 12.0;
 
-/** The knobs of path selection; defaults follow the seeds (10 %, 20 outcomes, 5 points). */
+/**
+ * The knobs of path selection (the rules above), and their defaults: 10 % exploration, 20
+ * outcomes before a path is no longer cold, a tie margin of 5 points of success rate;
+ * recovery probes of an alerted path from 3 % of decisions, halving every 200 decisions, down
+ * to 1 %.
+ */
 export interface SamplingParams {
   readonly explorationRate: number;
   readonly minSamples: number;
   readonly tieMargin: number;
+  /** the floor of an alerted path's probe rate */
   readonly recoveryProbeRate: number;
+  /** an alerted path's probe rate when this router first sees the alert */
+  readonly probeStart: number;
+  /** decisions (an integer >= 1) over which the probe rate halves towards the floor */
+  readonly probeHalfLife: number;
+  /**
+   * The router folds its own process's outcomes into its policy until the snapshot counts
+   * them, and watches them for a sudden drop (local.ts).
+   */
+  readonly localOutcomes: boolean;
 }
 
 export const DEFAULT_SAMPLING: SamplingParams = Object.freeze({
@@ -46,6 +70,9 @@ export const DEFAULT_SAMPLING: SamplingParams = Object.freeze({
   minSamples: 20,
   tieMargin: 0.05,
   recoveryProbeRate: 0.01,
+  probeStart: 0.03,
+  probeHalfLife: 200,
+  localOutcomes: true,
 });
 
 function isNumber(value: unknown): value is number {
@@ -55,7 +82,7 @@ function isNumber(value: unknown): value is number {
 /** Checked parameters; an ArgumentError names the field and the rule. */
 export function samplingParams(given: Partial<SamplingParams> = {}): SamplingParams {
   const p = { ...DEFAULT_SAMPLING, ...stripUndefined(given) };
-  for (const name of ["explorationRate", "recoveryProbeRate", "tieMargin"] as const) {
+  for (const name of ["explorationRate", "recoveryProbeRate", "tieMargin", "probeStart"] as const) {
     const v = p[name];
     if (!isNumber(v) || v < 0 || v > 1) {
       throw new ArgumentError(`${name} must be a number in [0, 1], got ${String(v)}`);
@@ -63,6 +90,12 @@ export function samplingParams(given: Partial<SamplingParams> = {}): SamplingPar
   }
   if (!Number.isSafeInteger(p.minSamples) || p.minSamples < 0) {
     throw new ArgumentError(`minSamples must be a non-negative integer, got ${String(p.minSamples)}`);
+  }
+  if (!Number.isSafeInteger(p.probeHalfLife) || p.probeHalfLife < 1) {
+    throw new ArgumentError(`probeHalfLife must be an integer >= 1 (decisions), got ${String(p.probeHalfLife)}`);
+  }
+  if (typeof p.localOutcomes !== "boolean") {
+    throw new ArgumentError(`localOutcomes must be a boolean, got ${String(p.localOutcomes)}`);
   }
   return Object.freeze(p);
 }
@@ -224,6 +257,8 @@ export interface Arm {
   readonly stale: boolean;
   /** an alert is open on it: only recovery probes explore it */
   readonly degrading: boolean;
+  /** the router's count of decisions when it first saw that alert (the probes' clock) */
+  readonly alertedAt: number;
   readonly meanCost: number | null;
   readonly meanLatency: number | null;
   readonly tables: Tables;
@@ -249,6 +284,7 @@ export function makeArm(fields: Partial<Arm> & { name: string }): Arm {
     cold: fields.cold ?? true,
     stale: fields.stale ?? false,
     degrading: fields.degrading ?? false,
+    alertedAt: fields.alertedAt ?? 0,
     meanCost: fields.meanCost ?? null,
     meanLatency: fields.meanLatency ?? null,
     tables: fields.tables ?? betaQuantiles(alpha, beta),
@@ -282,11 +318,16 @@ export class ArmSet {
   readonly allCold: boolean;
   readonly degrading: readonly number[];
   readonly inTie: readonly boolean[];
+  /** The lowest posterior mean of the tie set: the bar an exploration draw must reach. */
+  readonly tieFloor: number;
   readonly tieRank: readonly number[] | null;
   readonly mains: Float64Array[];
   readonly lowers: Float64Array[];
   readonly uppers: Float64Array[];
-  /** scratch space of thompsonWinner (deciding is synchronous: never shared mid-use) */
+  /**
+   * every arm's draw of the last Thompson round, which exploration reads (deciding is
+   * synchronous: never shared mid-use)
+   */
   readonly draws: Float64Array;
 
   constructor(arms: readonly Arm[], tieMargin: number) {
@@ -300,6 +341,7 @@ export class ArmSet {
     this.allCold = arms.every((a) => a.cold);
     this.degrading = arms.flatMap((a, i) => (a.degrading ? [i] : []));
     const floor = Math.max(...arms.map(armMean)) - tieMargin;
+    this.tieFloor = floor;
     this.inTie = arms.map((a) => armMean(a) >= floor);
     const tied = arms.flatMap((_, i) => (this.inTie[i] ? [i] : []));
     let rank: number[] | null = null;
@@ -320,7 +362,10 @@ export class ArmSet {
   }
 }
 
-/** Index of the Thompson winner; cost, then latency, break ties within the margin. */
+/**
+ * Index of the Thompson winner; cost, then latency, break ties within the margin. Every arm's
+ * draw of this round is left in `set.draws`.
+ */
 export function thompsonWinner(set: ArmSet, rng: RandomSource): number {
   const { mains, lowers, uppers, draws, count } = set;
   let bestI = 0;
@@ -363,30 +408,64 @@ export function thompsonWinner(set: ArmSet, rng: RandomSource): number {
   return winner;
 }
 
-/** Pick one arm by rules 3-5 above (the caller handles forced and fallback). */
+/**
+ * The chance that a decision probes `arm` (alerted) when the router has made `decisions`:
+ * `probeStart` when it first saw the alert, halving every `probeHalfLife` decisions, never
+ * under `recoveryProbeRate`.
+ */
+export function probeRate(arm: Arm, decisions: number, params: SamplingParams): number {
+  const floor = params.recoveryProbeRate;
+  const age = Math.max(0, decisions - arm.alertedAt);
+  const decay = 0.5 ** (age / params.probeHalfLife);
+  return floor + Math.max(0.0, params.probeStart - floor) * decay;
+}
+
+/**
+ * Pick one arm by rules 3-5 above (the caller handles forced and fallback). `decisions` is
+ * the router's count of decisions so far: the probes' clock.
+ */
 export function choose(
   set: ArmSet,
   rng: RandomSource,
   params: SamplingParams,
+  decisions = 0,
 ): [index: number, reason: Reason] {
   const count = set.count;
   if (set.allCold) return [count > 1 ? rng.randrange(count) : 0, "cold_start"];
   if (count > 1) {
     const u = rng.random();
+    const arms = set.arms;
     if (u < params.explorationRate) {
       const winner = thompsonWinner(set, rng);
-      const arms = set.arms;
-      const others: number[] = [];
-      for (let i = 0; i < count; i++) if (i !== winner && !arms[i]!.degrading) others.push(i);
-      const preferred = others.filter((i) => arms[i]!.cold || arms[i]!.stale);
-      const pool = preferred.length > 0 ? preferred : others;
+      const draws = set.draws;
+      // The other paths without an alert, cold or stale ones preferred: the largest draw.
+      let best = -1;
+      let bestPreferred = -1;
+      for (let i = 0; i < count; i++) {
+        const arm = arms[i]!;
+        if (i === winner || arm.degrading) continue;
+        if (best < 0 || draws[i]! > draws[best]!) best = i;
+        if ((arm.cold || arm.stale) && (bestPreferred < 0 || draws[i]! > draws[bestPreferred]!)) bestPreferred = i;
+      }
+      if (bestPreferred >= 0) return [bestPreferred, "explore"];
       // every other path has an open alert: probes alone look at them
-      if (pool.length === 0) return [winner, "exploit"];
-      return [pool[rng.randrange(pool.length)]!, "explore"];
+      if (best < 0) return [winner, "exploit"];
+      // worth learning only if its draw reached the tie set: else it is known to be worse
+      return draws[best]! >= set.tieFloor ? [best, "explore"] : [winner, "exploit"];
     }
     const degrading = set.degrading;
-    if (degrading.length > 0 && u < params.explorationRate + params.recoveryProbeRate) {
-      return [degrading[rng.randrange(degrading.length)]!, "explore"];
+    if (degrading.length > 0) {
+      const rates = degrading.map((i) => probeRate(arms[i]!, decisions, params));
+      const room = 1.0 - params.explorationRate;
+      // Summed in order, as Python 3.11's sum() does: the same total to the last bit.
+      let total = 0;
+      for (const rate of rates) total += rate;
+      const scale = total > room ? room / total : 1.0;
+      let left = u - params.explorationRate;
+      for (let k = 0; k < degrading.length; k++) {
+        left -= rates[k]! * scale;
+        if (left < 0) return [degrading[k]!, "explore"];
+      }
     }
   }
   return [thompsonWinner(set, rng), "exploit"];

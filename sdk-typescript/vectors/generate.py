@@ -8,18 +8,33 @@ is no longer what the Python SDK produces, so the two SDKs cannot drift apart si
 
 - ``quantiles``: the Beta quantile tables at sampled knots (numbers; compared to 1e-9).
 - ``choices``: each case is a list of uniforms fed to ``choose`` by a scripted random source
-  (``randrange(n)`` is ``int(u * n)`` of the next uniform, as in the TypeScript SDK); the
-  expected index, reason and number of uniforms used are exact.
-- ``frequencies``: counts of (index, reason) over many seeded decisions. The two SDKs use
-  different generators, so they agree only statistically: the test compares proportions with a
-  tolerance of a few standard errors of the difference of two binomial proportions.
+  (``randrange(n)`` is ``int(u * n)`` of the next uniform, as in the TypeScript SDK), and the
+  router's count of decisions (``decisions``: the recovery probes' clock, cycling through the
+  scenario's ``clock``, default 0); the expected index, reason and number of uniforms used are
+  exact. A scenario's ``extra`` cases are hand-written uniforms (equal draws, say).
+- ``frequencies``: counts of (index, reason) over many seeded decisions, the i-th (from 1) made
+  at a router count of i decisions. The two SDKs use different generators, so they agree only
+  statistically: the test compares proportions with a tolerance of a few standard errors of the
+  difference of two binomial proportions.
+- ``probe_rates``: ``probe_rate`` of an alerted arm for some parameters, alert times and router
+  counts (numbers; compared to 1e-12).
 - ``murmur2``: the partition of trace-id keys, as the Python producer's partitioner
   (murmur2, as the Java client's) puts them.
 - ``policies``: snapshots (JSON, as the workers write them) compiled at a fixed time for a
-  router's paths: which arms are cold, stale, degrading, and the status the policy view shows.
-- ``overrides``: a snapshot and the goal's overrides (JSON) compiled at a fixed time; for each
-  case (the paths offered, scripted uniforms) the exact choice, reason, uniforms used, and
+  router's paths, with when the router first saw each alert (``alerted_at``): which arms are
+  cold, stale, degrading, their ``alerted_at``, and the status the policy view shows.
+- ``overrides``: a snapshot and the goal's overrides (JSON) compiled at a fixed time, the
+  alerted path first seen at ``alerted_at``; for each case (the paths offered, scripted
+  uniforms, the router's count of decisions) the exact choice, reason, uniforms used, and
   whether the overrides had to be ignored (every path offered disabled).
+- ``local``: a router's own outcomes (``producer_sdk._impl.local``). ``streams``: seeded (or
+  scripted) reward streams (a string of 0s and 1s, or a list of graded rewards) fed one by one to
+  ``LocalEvidence.add`` over a baseline snapshot of one path, the i-th (from 1) at
+  ``t0 + i * step`` seconds; ``changes`` are snapshots given to ``arms()`` after the ``after``-th
+  outcome. Exact: the 1-based indexes at which ``add`` returned True, ``arms()`` at each change
+  and at the end (``now``). ``folding``: outcomes of three paths, then snapshots whose
+  ``last_outcome_at`` cut them off (and times that age them out), with ``arms()`` and the
+  policy compiled with them (alpha, beta, n, cold, degrading, the status shown) at each step.
 """
 
 from __future__ import annotations
@@ -33,6 +48,7 @@ from typing import Any
 
 from aiokafka.partitioner import murmur2
 
+from producer_sdk._impl.local import LocalArm, LocalEvidence
 from producer_sdk.policy import CompiledPolicy
 from producer_sdk.sampling import (
     QUANTILE_KNOTS,
@@ -41,6 +57,7 @@ from producer_sdk.sampling import (
     SamplingParams,
     beta_quantiles,
     choose,
+    probe_rate,
 )
 from schemas import PathStats, PolicySnapshot
 from schemas.overrides import GoalOverrides, OverrideEntry, PinnedEntry
@@ -134,6 +151,73 @@ SCENARIOS: list[dict[str, Any]] = [
         ],
     },
     {
+        "name": "an alerted path is probed less as its alert ages",
+        "params": {
+            "exploration_rate": 0.1,
+            "recovery_probe_rate": 0.02,
+            "probe_start": 0.4,
+            "probe_half_life": 50,
+        },
+        "clock": [900, 1000, 1001, 1050, 1100, 1300, 5000],
+        "arms": [
+            {"name": "a", "alpha": 61.0, "beta": 21.0, "n": 80, "cold": False},
+            {
+                "name": "broken",
+                "alpha": 5.0,
+                "beta": 40.0,
+                "n": 43,
+                "cold": False,
+                "degrading": True,
+                "alerted_at": 1000,
+            },
+            {"name": "c", "alpha": 50.0, "beta": 32.0, "n": 80, "cold": False},
+        ],
+    },
+    {
+        "name": "two alerts of different ages: probes scaled to what exploration leaves",
+        "params": {"exploration_rate": 0.5, "recovery_probe_rate": 0.1, "probe_start": 0.45},
+        "clock": [0, 10, 200, 400, 1000],
+        "arms": [
+            {
+                "name": "old-alert",
+                "alpha": 4.0,
+                "beta": 30.0,
+                "n": 32,
+                "cold": False,
+                "degrading": True,
+                "alerted_at": 0,
+            },
+            {"name": "a", "alpha": 70.0, "beta": 30.0, "n": 98, "cold": False},
+            {
+                "name": "new-alert",
+                "alpha": 6.0,
+                "beta": 30.0,
+                "n": 34,
+                "cold": False,
+                "degrading": True,
+                "alerted_at": 200,
+            },
+        ],
+    },
+    {
+        "name": "exploration takes the largest draw of the others, the first on equal draws",
+        "params": {"exploration_rate": 0.5},
+        "arms": [
+            {"name": "best", "alpha": 90.0, "beta": 10.0, "n": 98, "cold": False},
+            {"name": "twin-1", "alpha": 60.0, "beta": 40.0, "n": 98, "cold": False},
+            {"name": "twin-2", "alpha": 60.0, "beta": 40.0, "n": 98, "cold": False},
+            {"name": "poor", "alpha": 30.0, "beta": 70.0, "n": 98, "cold": False},
+        ],
+        "extra": [
+            # best wins; the twins draw the same: the first of them (twin-1)
+            [0.2, 0.5, 0.3, 0.3, 0.1],
+            # best wins; poor's lucky draw beats the twins': poor
+            [0.2, 0.5, 0.001, 0.001, 0.99999],
+            # best draws low, twin-1 wins; twin-2 drew as much as the winner: twin-2
+            [0.2, 1e-6, 0.99999, 0.99999, 0.5],
+        ],
+    },
+    {
         "name": "latency breaks the tie when cost is unknown",
         "params": {"exploration_rate": 0.0, "tie_margin": 0.1},
         "arms": [
@@ -206,19 +290,30 @@ def generate() -> dict[str, Any]:
     for number, scenario in enumerate(SCENARIOS):
         arms, params = arm_set(scenario)
         rng = random.Random(1000 + number)
+        clock = scenario.get("clock", [0])
+        scripts = [
+            [rng.random() for _ in range(2 * len(scenario["arms"]) + 3)]
+            for _ in range(CASES_PER_SCENARIO)
+        ]
         cases = []
-        for _ in range(CASES_PER_SCENARIO):
-            uniforms = [rng.random() for _ in range(2 * len(scenario["arms"]) + 3)]
+        for k, uniforms in enumerate(scripts + scenario.get("extra", [])):
             scripted = Scripted(uniforms)
-            index, reason = choose(arms, scripted, params)
+            decisions = clock[k % len(clock)]
+            index, reason = choose(arms, scripted, params, decisions)
             cases.append(
-                {"uniforms": uniforms, "index": index, "reason": reason, "used": scripted.used}
+                {
+                    "uniforms": uniforms,
+                    "decisions": decisions,
+                    "index": index,
+                    "reason": reason,
+                    "used": scripted.used,
+                }
             )
         choices.append({**scenario, "cases": cases})
         seeded = random.Random(2000 + number)
         counts: dict[str, int] = {}
-        for _ in range(DECISIONS):
-            index, reason = choose(arms, seeded, params)
+        for i in range(1, DECISIONS + 1):
+            index, reason = choose(arms, seeded, params, i)
             key = f"{index}:{reason}"
             counts[key] = counts.get(key, 0) + 1
         counts = dict(sorted(counts.items()))
@@ -235,9 +330,38 @@ def generate() -> dict[str, Any]:
         "choices": choices,
         "frequencies": frequencies,
         "murmur2": {"keys": keys, "partitions": partitions},
+        "probe_rates": probe_rates(),
         "policies": policies(),
         "overrides": overrides(),
+        "local": local(),
     }
+
+
+PROBE_PARAMS: list[dict[str, Any]] = [
+    {},
+    {"recovery_probe_rate": 0.0, "probe_start": 1.0, "probe_half_life": 1},
+    {"recovery_probe_rate": 0.05, "probe_start": 0.02, "probe_half_life": 7},
+    {"recovery_probe_rate": 0.001, "probe_start": 0.3, "probe_half_life": 333},
+]
+PROBE_AGES = [-5, 0, 1, 2, 3, 7, 50, 199, 200, 201, 333, 1000, 4567, 100_000]
+
+
+def probe_rates() -> list[dict[str, Any]]:
+    out = []
+    for given in PROBE_PARAMS:
+        params = SamplingParams(**given)
+        for alerted_at in (0, 12_345):
+            arm = Arm("alerted", degrading=True, alerted_at=alerted_at)
+            clock = [alerted_at + age for age in PROBE_AGES if alerted_at + age >= 0]
+            out.append(
+                {
+                    "params": given,
+                    "alerted_at": alerted_at,
+                    "decisions": clock,
+                    "rates": [probe_rate(arm, decisions, params) for decisions in clock],
+                }
+            )
+    return out
 
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -246,6 +370,7 @@ POLICIES: list[dict[str, Any]] = [
         "name": "cold by outcomes, stale by time or by status, degrading by status",
         "params": {"min_samples": 20, "staleness": 7 * 24 * 3600.0},
         "paths": ["fresh", "few", "old", "marked-stale", "alert", "unknown"],
+        "alerted_at": {"alert": 7},
         "snapshot": {
             "fresh": {"n": 500, "status": "healthy", "last": NOW - timedelta(hours=1)},
             "few": {"n": 19, "status": "cold", "last": NOW - timedelta(minutes=5)},
@@ -258,6 +383,7 @@ POLICIES: list[dict[str, Any]] = [
         "name": "a router's own thresholds",
         "params": {"min_samples": 5, "staleness": 3600.0},
         "paths": ["a", "b", "c"],
+        "alerted_at": {},
         "snapshot": {
             "a": {"n": 5, "status": "healthy", "last": NOW - timedelta(minutes=59)},
             "b": {"n": 4, "status": "healthy", "last": NOW - timedelta(minutes=61)},
@@ -284,7 +410,9 @@ def policies() -> list[dict[str, Any]]:
         }
         snapshot = PolicySnapshot(goal="vectors", version=3, generated_at=NOW, paths=stats)
         params = SamplingParams(**case["params"])
-        compiled = CompiledPolicy.compile(snapshot, case["paths"], params, now=NOW)
+        compiled = CompiledPolicy.compile(
+            snapshot, case["paths"], params, now=NOW, alerted_at=case["alerted_at"]
+        )
         view = compiled.view("vectors", stale=False)
         out.append(
             {
@@ -292,9 +420,16 @@ def policies() -> list[dict[str, Any]]:
                 "params": case["params"],
                 "paths": case["paths"],
                 "now": NOW.isoformat(),
+                "alerted_at": case["alerted_at"],
                 "snapshot": snapshot.model_dump_json(),
                 "arms": [
-                    {"name": a.name, "cold": a.cold, "stale": a.stale, "degrading": a.degrading}
+                    {
+                        "name": a.name,
+                        "cold": a.cold,
+                        "stale": a.stale,
+                        "degrading": a.degrading,
+                        "alerted_at": a.alerted_at,
+                    }
                     for a in compiled.arm_set.arms
                 ],
                 "statuses": [p.status for p in view.paths],
@@ -330,6 +465,14 @@ OVERRIDE_CASES: list[dict[str, Any]] = [
     },
 ]
 OFFERED = [None, ["a", "b"], ["b", "c"], ["a"], ["c"]]
+OVERRIDES_PARAMS: dict[str, Any] = {
+    "exploration_rate": 0.3,
+    "recovery_probe_rate": 0.1,
+    "probe_start": 0.4,
+    "probe_half_life": 100,
+}
+OVERRIDES_ALERTED_AT = {"c": 50}
+OVERRIDES_CLOCK = [0, 50, 120, 400, 3000]
 
 
 def overrides() -> list[dict[str, Any]]:
@@ -342,7 +485,7 @@ def overrides() -> list[dict[str, Any]]:
         ),
     }
     snapshot = PolicySnapshot(goal="vectors", version=5, generated_at=NOW, paths=stats)
-    params = SamplingParams(exploration_rate=0.3, recovery_probe_rate=0.1)
+    params = SamplingParams(**OVERRIDES_PARAMS)
     rng = random.Random(3000)
     out = []
     for case in OVERRIDE_CASES:
@@ -353,22 +496,29 @@ def overrides() -> list[dict[str, Any]]:
             pinned=None if case["pinned"] is None else PinnedEntry(**case["pinned"]),
         )
         compiled = CompiledPolicy.compile(
-            snapshot, paths, params, overrides=goal_overrides, now=NOW
+            snapshot,
+            paths,
+            params,
+            overrides=goal_overrides,
+            now=NOW,
+            alerted_at=OVERRIDES_ALERTED_AT,
         )
         cases = []
         for offered in OFFERED:
             among = None if offered is None else tuple(paths.index(p) for p in offered)
-            for _ in range(40):
+            for k in range(40):
                 uniforms = [rng.random() for _ in range(9)]
                 scripted = Scripted(uniforms)
                 ignored: list[bool] = []
+                decisions = OVERRIDES_CLOCK[k % len(OVERRIDES_CLOCK)]
                 index, reason = compiled.choose(
-                    among, scripted, params, lambda got=ignored: got.append(True)
+                    among, scripted, params, lambda got=ignored: got.append(True), decisions
                 )
                 cases.append(
                     {
                         "among": offered,
                         "uniforms": uniforms,
+                        "decisions": decisions,
                         "index": index,
                         "reason": reason,
                         "used": scripted.used,
@@ -379,7 +529,8 @@ def overrides() -> list[dict[str, Any]]:
             {
                 "name": case["name"],
                 "now": NOW.isoformat(),
-                "params": {"exploration_rate": 0.3, "recovery_probe_rate": 0.1},
+                "params": OVERRIDES_PARAMS,
+                "alerted_at": OVERRIDES_ALERTED_AT,
                 "paths": paths,
                 "snapshot": snapshot.model_dump_json(),
                 "overrides": goal_overrides.model_dump_json(),
@@ -392,6 +543,284 @@ def overrides() -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+LOCAL_T0 = int(datetime(2026, 12, 1, tzinfo=UTC).timestamp())
+#: Times are multiples of 1/8 s after LOCAL_T0: exact in seconds and in milliseconds.
+LOCAL_STREAMS: list[dict[str, Any]] = [
+    {
+        "name": "0.95, a drop to 0.30, back to 0.95",
+        "snapshot": {"alpha": 951.0, "beta": 51.0},
+        "phases": [[0.95, 200], [0.3, 40], [0.95, 300]],
+        "seed": 11,
+        "step": 0.125,
+    },
+    {
+        "name": "0.80 flapping down to 0.35 and back",
+        "snapshot": {"alpha": 801.0, "beta": 201.0},
+        "phases": [
+            [0.8, 150],
+            [0.35, 30],
+            [0.8, 150],
+            [0.35, 30],
+            [0.8, 150],
+            [0.4, 60],
+            [0.8, 200],
+        ],
+        "seed": 12,
+        "step": 0.25,
+    },
+    {
+        "name": "graded rewards around 0.9, then around 0.3, then back",
+        "snapshot": {"alpha": 181.0, "beta": 21.0},
+        "phases": [[0.9, 200], [0.3, 40], [0.9, 250]],
+        "graded": True,
+        "seed": 13,
+        "step": 0.5,
+    },
+    {
+        "name": "a low baseline (0.30), a slight drop: runs longer than the 200 kept",
+        "snapshot": {"alpha": 301.0, "beta": 701.0},
+        "phases": [[0.2, 1200]],
+        "changes": [[570, {"alpha": 301.0, "beta": 701.0}]],  # while the alarm holds
+        "seed": 22,
+        "step": 0.125,
+    },
+    {
+        "name": "a baseline capped at 0.999",
+        "snapshot": {"alpha": 5001.0, "beta": 2.0},
+        "phases": [[0.999, 300], [0.5, 20], [0.999, 300]],
+        "seed": 14,
+        "step": 0.125,
+    },
+    {
+        # 0.9996 capped at 0.999: a failure adds log(0.5005 / 0.001) = 6.22, six successes
+        # take 4.16 off, the second failure stays under log(1e4); uncapped, it would alarm.
+        "name": "a baseline capped at 0.999: two failures six successes apart",
+        "snapshot": {"alpha": 5001.0, "beta": 2.0},
+        "script": [0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0],
+        "step": 0.125,
+    },
+    {
+        "name": "no baseline: fewer than min_samples outcomes",
+        "snapshot": {"alpha": 10.0, "beta": 3.0},
+        "phases": [[0.1, 100]],
+        "seed": 15,
+        "step": 0.125,
+    },
+    {
+        "name": "no baseline: under 0.2",
+        "snapshot": {"alpha": 31.0, "beta": 171.0},
+        "phases": [[0.01, 100]],
+        "seed": 16,
+        "step": 0.125,
+    },
+    {
+        "name": "no baseline: the workers' alert",
+        "snapshot": {"alpha": 951.0, "beta": 51.0, "status": "degrading"},
+        "phases": [[0.1, 100]],
+        "seed": 17,
+        "step": 0.125,
+    },
+    {
+        "name": "the snapshot changes: a new baseline, the workers' alert ends the alarm",
+        "snapshot": {"alpha": 951.0, "beta": 51.0},
+        "phases": [[0.95, 100], [0.25, 60], [0.95, 140]],
+        "changes": [
+            [50, {"alpha": 701.0, "beta": 301.0}],
+            [125, {"alpha": 951.0, "beta": 51.0, "status": "degrading"}],
+            [140, {"alpha": 951.0, "beta": 51.0}],
+        ],
+        "seed": 18,
+        "step": 0.125,
+    },
+]
+
+
+def _local_stats(spec: dict[str, Any], last: float | None = None) -> PathStats:
+    alpha, beta = spec["alpha"], spec["beta"]
+    n = int(alpha + beta - 2)
+    return PathStats(
+        alpha=alpha,
+        beta=beta,
+        n=n,
+        recent_n=min(20, n),
+        recent_successes=min(18.0, alpha - 1),
+        status=spec.get("status", "healthy"),
+        last_outcome_at=None if last is None else datetime.fromtimestamp(last, UTC),
+    )
+
+
+def _local_arms(arms: list[LocalArm]) -> list[dict[str, Any]]:
+    return [
+        {
+            "successes": a.successes,
+            "failures": a.failures,
+            "count": a.count,
+            "alarm": None if a.alarm is None else list(a.alarm),
+        }
+        for a in arms
+    ]
+
+
+def _rewards(spec: dict[str, Any]) -> list[float]:
+    if "script" in spec:
+        return list(spec["script"])
+    rng = random.Random(spec["seed"])
+    out: list[float] = []
+    for p, count in spec["phases"]:
+        for _ in range(count):
+            if spec.get("graded"):
+                out.append(round(min(1.0, max(0.0, p + (rng.random() - 0.5) * 0.5)), 3))
+            else:
+                out.append(1.0 if rng.random() < p else 0.0)
+    return out
+
+
+def local_streams() -> list[dict[str, Any]]:
+    out = []
+    for spec in LOCAL_STREAMS:
+        rewards = _rewards(spec)
+        evidence = LocalEvidence(["x"], min_samples=20)
+        known = {"x": _local_stats(spec["snapshot"])}
+        evidence.arms(known, now=float(LOCAL_T0))
+        changes = dict(spec.get("changes", []))
+        returned, seen = [], []
+        for i, reward in enumerate(rewards, start=1):
+            at = LOCAL_T0 + i * spec["step"]
+            if evidence.add(0, reward, at=at):
+                returned.append(i)
+            if i in changes:
+                known = {"x": _local_stats(changes[i])}
+                seen.append({"after": i, "arms": _local_arms(evidence.arms(known, now=at))})
+        now = LOCAL_T0 + len(rewards) * spec["step"] + 1.0
+        graded = bool(spec.get("graded"))
+        out.append(
+            {
+                "name": spec["name"],
+                "min_samples": 20,
+                "snapshot": _local_stats(spec["snapshot"]).model_dump(mode="json"),
+                "changes": [
+                    {
+                        "after": i,
+                        "snapshot": _local_stats(c).model_dump(mode="json"),
+                        "arms": s["arms"],
+                    }
+                    for (i, c), s in zip(spec.get("changes", []), seen, strict=True)
+                ],
+                "t0": LOCAL_T0,
+                "step": spec["step"],
+                "rewards": rewards if graded else "".join(str(int(r)) for r in rewards),
+                "returned": returned,
+                "alarmed": evidence.alarmed(),
+                "now": now,
+                "arms": _local_arms(evidence.arms(known, now=now)),
+            }
+        )
+    return out
+
+
+#: The folding case, in order: outcomes added (path index, reward, seconds after LOCAL_T0;
+#: ``bulk``: ``count`` of them one every ``step`` seconds from ``start``), and steps: a
+#: snapshot (None: none yet) of each path's ``last`` outcome time, given to ``arms()`` at
+#: ``now`` and compiled with what it returns.
+LOCAL_SPECS: dict[str, dict[str, Any]] = {
+    "x": {"alpha": 41.0, "beta": 11.0},
+    "y": {"alpha": 9.0, "beta": 4.0},
+    "z": {"alpha": 901.0, "beta": 101.0},
+}
+LOCAL_EVENTS: list[dict[str, Any]] = [
+    {"add": [[0, 1.0, 0.5], [0, 0.0, 1.0], [1, 1.0, 1.0], [0, 1.0, 1.125], [0, 0.25, 2.0]]},
+    {"add": [[1, 0.0, 3.5], [1, 0.75, 4.0]]},
+    {"bulk": {"path": 2, "count": 1_010, "reward": 1.0, "start": 10.0, "step": 0.125}},
+    {"step": "no snapshot yet: every outcome folded, at most 1,000 per path", "now": 200.0},
+    {
+        "step": "x counted up to 1 s (the outcome at 1 s too), y up to 3.5 s",
+        "now": 200.0,
+        "last": {"x": 1.0, "y": 3.5, "z": None},
+    },
+    {"add": [[2, 0.0, 140.0 + k * 0.125] for k in range(7)]},
+    {
+        "step": "z's own alarm: restarted from its run's outcomes, alerted",
+        "now": 200.0,
+        "last": {"x": 1.0, "y": 3.5, "z": None},
+    },
+    {
+        "step": "five minutes on: outcomes older than 300 s leave",
+        "now": 420.0,
+        "last": {"x": 1.0, "y": 3.5, "z": 100.0},
+    },
+    {
+        "step": "the workers' alert on z ends its alarm; z counted up to 130 s",
+        "now": 420.0,
+        "last": {"x": 1.0, "y": 4.0, "z": 130.0},
+        "status": {"z": "degrading"},
+    },
+]
+
+
+def local_folding() -> dict[str, Any]:
+    paths = list(LOCAL_SPECS)
+    params = SamplingParams(min_samples=20)
+    evidence = LocalEvidence(paths, min_samples=params.min_samples)
+    events: list[dict[str, Any]] = []
+    for event in LOCAL_EVENTS:
+        if "add" in event:
+            returned = [
+                evidence.add(index, reward, at=LOCAL_T0 + at) for index, reward, at in event["add"]
+            ]
+            events.append({"add": event["add"], "returned": returned})
+            continue
+        if "bulk" in event:
+            bulk = event["bulk"]
+            returned = [
+                evidence.add(
+                    bulk["path"], bulk["reward"], at=LOCAL_T0 + bulk["start"] + k * bulk["step"]
+                )
+                for k in range(bulk["count"])
+            ]
+            events.append({"bulk": bulk, "returned": [k + 1 for k, r in enumerate(returned) if r]})
+            continue
+        now = LOCAL_T0 + event["now"]
+        wall = datetime.fromtimestamp(now, UTC)
+        snapshot = None
+        if "last" in event:
+            stats = {
+                name: _local_stats(
+                    {**LOCAL_SPECS[name], "status": event.get("status", {}).get(name, "healthy")},
+                    None if last is None else LOCAL_T0 + last,
+                )
+                for name, last in event["last"].items()
+            }
+            snapshot = PolicySnapshot(goal="vectors", version=1, generated_at=wall, paths=stats)
+        arms = evidence.arms(snapshot.paths if snapshot is not None else {}, now=now)
+        compiled = CompiledPolicy.compile(snapshot, paths, params, now=wall, local=arms)
+        view = compiled.view("vectors", stale=False)
+        events.append(
+            {
+                "step": event["step"],
+                "now": now,
+                "snapshot": None if snapshot is None else snapshot.model_dump_json(),
+                "arms": _local_arms(arms),
+                "alarmed": evidence.alarmed(),
+                "compiled": [
+                    {
+                        "alpha": a.alpha,
+                        "beta": a.beta,
+                        "n": a.n,
+                        "cold": a.cold,
+                        "degrading": a.degrading,
+                    }
+                    for a in compiled.arm_set.arms
+                ],
+                "statuses": [p.status for p in view.paths],
+            }
+        )
+    return {"paths": paths, "min_samples": params.min_samples, "t0": LOCAL_T0, "events": events}
+
+
+def local() -> dict[str, Any]:
+    return {"streams": local_streams(), "folding": local_folding()}
 
 
 def render() -> str:

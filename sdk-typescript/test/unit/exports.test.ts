@@ -26,7 +26,6 @@ test("@outroute/sdk exports exactly its public names", () => {
     "Provider",
     "ProviderError",
     "REASONS",
-    "RedisSnapshotSource",
     "Router",
     "RouterError",
     "SDK_VERSION",

@@ -86,7 +86,8 @@ test("with a snapshot the strong path wins, exploration is about the rate, versi
   const source = new StaticSnapshotSource(
     snapshot("summarize", 4, { a: { alpha: 10, beta: 90, n: 100 }, b: { alpha: 95, beta: 5, n: 100 }, c: { alpha: 50, beta: 50, n: 100 } }),
   );
-  const [router, sink] = make({ source, explorationRate: 0.2 });
+  // A tie margin of 1: every path could be chosen, so every exploration draw is worth taking.
+  const [router, sink] = make({ source, explorationRate: 0.2, tieMargin: 1 });
   await router.start();
   const n = 5000;
   const seen = reasons(router, n);
@@ -120,9 +121,68 @@ test("a degrading path gets only recovery probes", async () => {
   const [router] = make({ source: new StaticSnapshotSource(snap), explorationRate: 0.1, recoveryProbeRate: 0.02 });
   await router.start();
   const seen = reasons(router, 20000);
-  // Probes: Binomial(20000, 0.02): mean 400, sd 19.8; 5 sd.
-  assert.ok(Math.abs((seen.get("b:explore") ?? 0) - 400) < 99, JSON.stringify([...seen]));
+  // The alert is seen at decision 0: decision d probes with 0.02 + 0.01 * 0.5^(d / 200), in
+  // all 400 + 0.01 * 200 / ln 2 = 402.9 expected probes, sd <= 20; 5 sd.
+  assert.ok(Math.abs((seen.get("b:explore") ?? 0) - 402.9) < 100, JSON.stringify([...seen]));
   assert.equal(seen.get("b:exploit") ?? 0, 0);
+});
+
+test("recovery probes start when the router first sees the alert and halve with its decisions", async () => {
+  const healthy = { a: { alpha: 80, beta: 20, n: 100 }, b: { alpha: 75, beta: 25, n: 100 }, c: { alpha: 70, beta: 30, n: 100 } };
+  const source = new StaticSnapshotSource(snapshot("summarize", 1, healthy));
+  const [router] = make({
+    source,
+    explorationRate: 0.1,
+    recoveryProbeRate: 0,
+    probeStart: 0.5,
+    probeHalfLife: 100,
+    cache: { pollIntervalMs: 20 },
+  });
+  await router.start();
+  reasons(router, 1000);
+  const alerted = { ...healthy, b: { alpha: 3, beta: 40, n: 200, status: "degrading" as const } };
+  source.set(snapshot("summarize", 2, alerted));
+  assert.ok(await waitUntil(() => router.stats().policyVersion === 2));
+  assert.equal(router.getPolicy().paths[1]!.status, "degrading");
+  // Seen at decision 1000: over the next 100, sum of 0.5 * 0.5^(age / 100) = 36.1 expected
+  // probes (sd 4.7). Had the clock started at 0, the rate would be under 0.0005.
+  const early = reasons(router, 100).get("b:explore") ?? 0;
+  assert.ok(early > 12 && early < 60, `early probes ${early}`);
+  reasons(router, 1900);
+  // A new snapshot with the same alert keeps its clock: 20 half-lives on, about no probes.
+  source.set(snapshot("summarize", 3, alerted));
+  assert.ok(await waitUntil(() => router.stats().policyVersion === 3));
+  const late = reasons(router, 1000);
+  assert.equal(late.get("b:explore") ?? 0, 0, JSON.stringify([...late]));
+  assert.equal(late.get("b:exploit") ?? 0, 0);
+});
+
+test("exploration takes the other path whose draw came second, not a uniform pick", async () => {
+  // Every decision explores; a wins the Thompson round and b's draw is far above c's, so every
+  // one goes to b (a uniform pick would send half of them to c). A tie margin of 0.2 puts b's
+  // draws (0.80) within reach of the tie set (0.95 less 0.2).
+  const snap = snapshot("summarize", 1, {
+    a: { alpha: 950, beta: 50, n: 1000 },
+    b: { alpha: 800, beta: 200, n: 1000 },
+    c: { alpha: 200, beta: 800, n: 1000 },
+  });
+  const [router] = make({ source: new StaticSnapshotSource(snap), explorationRate: 1, tieMargin: 0.2 });
+  await router.start();
+  const seen = reasons(router, 2000);
+  assert.equal(seen.get("b:explore"), 2000, JSON.stringify([...seen]));
+});
+
+test("a path known to be worse is not explored: the decision takes the winner", async () => {
+  // b (0.80) and c (0.20) never draw near the tie set of a (0.95 less the default 0.05).
+  const snap = snapshot("summarize", 1, {
+    a: { alpha: 950, beta: 50, n: 1000 },
+    b: { alpha: 800, beta: 200, n: 1000 },
+    c: { alpha: 200, beta: 800, n: 1000 },
+  });
+  const [router] = make({ source: new StaticSnapshotSource(snap), explorationRate: 1 });
+  await router.start();
+  const seen = reasons(router, 2000);
+  assert.equal(seen.get("a:exploit"), 2000, JSON.stringify([...seen]));
 });
 
 test("a snapshot update is picked up; a snapshot that disappears keeps the last one, stale", async () => {
@@ -234,6 +294,10 @@ test("bad options name the field and the rule", () => {
     [{ explorationRate: 1.5 }, /explorationRate must be a number in \[0, 1\], got 1.5/],
     [{ minSamples: -1 }, /minSamples must be a non-negative integer/],
     [{ tieMargin: Number.NaN }, /tieMargin must be a number in \[0, 1\]/],
+    [{ probeStart: 1.5 }, /probeStart must be a number in \[0, 1\], got 1.5/],
+    [{ probeHalfLife: 0 }, /probeHalfLife must be an integer >= 1 \(decisions\), got 0/],
+    [{ probeHalfLife: 2.5 }, /probeHalfLife must be an integer >= 1 \(decisions\), got 2.5/],
+    [{ localOutcomes: "yes" as never }, /localOutcomes must be a boolean, got yes/],
     [{ stalenessMs: 0 }, /stalenessMs must be a number > 0, got 0/],
     [{ connection: { topicPrefix: "bad prefix" } }, /connection.topicPrefix "bad prefix" is invalid/],
     [{ connection: { redisUrl: "http://x" } }, /connection.redisUrl must be a redis:\/\/ or rediss:\/\/ URL/],
