@@ -36,6 +36,7 @@ __all__ = [
     "StaticChain",
     "World",
     "mean_interval",
+    "outcomes_until_share_below",
     "requests_until_share",
     "run_reference",
 ]
@@ -55,6 +56,16 @@ def _paths(
         ScenarioPath("model-a", a_rates, 0.0020, 600.0, raises=a_raises),
         ScenarioPath("model-b", ((0.0, _SECOND),), 0.0060, 1200.0),
         ScenarioPath("model-c", ((0.0, _THIRD),), 0.0040, 900.0),
+    )
+
+
+def _far_paths(a_rates: tuple[tuple[float, float], ...]) -> tuple[ScenarioPath, ...]:
+    """Alternatives far apart: model-a (0.95 while healthy), then model-b at 0.80 and model-c
+    at 0.55. When model-a fails, every request sent to model-c costs 25 points."""
+    return (
+        ScenarioPath("model-a", a_rates, 0.0020, 600.0),
+        ScenarioPath("model-b", ((0.0, 0.80),), 0.0060, 1200.0),
+        ScenarioPath("model-c", ((0.0, 0.55),), 0.0040, 900.0),
     )
 
 
@@ -102,6 +113,23 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
         recover_at=_BACK,
     ),
     Scenario(
+        "far-sudden",
+        "model-a drops from 0.95 to 0.30; the others are far apart: 0.80 and 0.55",
+        _far_paths(((_DROP, 0.95), (_DROP, 0.30))),
+        (("before", 0.0), ("degraded", _DROP)),
+        watch="model-a",
+        degrade_at=_DROP,
+    ),
+    Scenario(
+        "far-recovery",
+        "the same, and model-a comes back to 0.95",
+        _far_paths(((_DROP, 0.95), (_DROP, 0.30), (_BACK, 0.30), (_BACK, 0.95))),
+        (("before", 0.0), ("degraded", _DROP), ("recovered", _BACK)),
+        watch="model-a",
+        degrade_at=_DROP,
+        recover_at=_BACK,
+    ),
+    Scenario(
         "new-path",
         "model-d (0.99, half the price of model-a) is added at 30% of the run",
         (
@@ -139,6 +167,18 @@ def requests_until_share(
         if (below is not None and share < below) or (at_least is not None and share >= at_least):
             return k - start
     return None
+
+
+def outcomes_until_share_below(
+    paths: Sequence[str], path: str, start: int, below: float, window: int = 20
+) -> int | None:
+    """How many of the requests from ``start`` went to ``path`` until its share fell below
+    ``below``: up to the end of the first ``window`` requests that send it less; None when
+    that never happens."""
+    left = requests_until_share(paths, path, start, below=below, window=window)
+    if left is None:
+        return None
+    return sum(1 for p in paths[start : start + left + window] if p == path)
 
 
 def _t_quantile(p: float, df: int) -> float:

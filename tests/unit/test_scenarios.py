@@ -15,6 +15,7 @@ from bench.scenarios import (
     StaticChain,
     World,
     mean_interval,
+    outcomes_until_share_below,
     requests_until_share,
     run_reference,
 )
@@ -124,6 +125,16 @@ def test_requests_until_share() -> None:
     assert requests_until_share(paths, "a", 195, below=0.2, window=10) is None  # no full window
     with pytest.raises(ValueError, match="exactly one"):
         requests_until_share(paths, "a", 0, window=10)
+
+
+def test_outcomes_until_share_below_counts_through_the_first_low_window() -> None:
+    # From 10: seven more "a", then "b" with one "a" probe at 30. The first 20 requests with
+    # under 20 % "a" (at most 3) start at 15 (15, 16 and 30), so the count runs to 34: the
+    # seven from 10 to 16 and the probe.
+    paths = ["a"] * 17 + ["b"] * 13 + ["a"] + ["b"] * 40
+    assert requests_until_share(paths, "a", 10, below=0.2, window=20) == 5
+    assert outcomes_until_share_below(paths, "a", 10, 0.2) == 8
+    assert outcomes_until_share_below(["a"] * 50, "a", 0, 0.2) is None
 
 
 def test_mean_interval_uses_students_t() -> None:
