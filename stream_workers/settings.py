@@ -19,7 +19,10 @@ OUTROUTE_FLUSH_INTERVAL            0.1         how often joined outcomes are flu
 OUTROUTE_METRICS_PORT              (off)       serve Prometheus /metrics on this port
 OUTROUTE_METRICS_BIND              0.0.0.0     address the metrics server listens on
 OUTROUTE_SESSION_TIMEOUT           6           consumer group session timeout
-OUTROUTE_HALF_LIFE                 86400       half-life of outcomes in the posteriors
+OUTROUTE_HALF_LIFE                 86400       half-life of outcomes in the posteriors ...
+OUTROUTE_HALF_LIFE_OUTCOMES        100         ... or this many newer outcomes of the path,
+                                               whichever is later (0: by time alone) ...
+OUTROUTE_MAX_HALF_LIFE             604800      ... and this long at the latest
 OUTROUTE_DETECTOR_WINDOW           50          outcomes in the detector's recent window
 OUTROUTE_MIN_DROP                  0.1         success-rate drop that opens an alert
 OUTROUTE_MIN_SAMPLES               20          outcomes before a path is no longer cold
@@ -36,7 +39,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from schemas import OutrouteSettings
 from stream_workers.pipeline.join.state import JoinConfig
@@ -72,6 +75,8 @@ class WorkerSettings(OutrouteSettings):
     metrics_bind: str = "0.0.0.0"
     session_timeout: float = Field(default=6.0, ge=1, le=300)
     half_life: float = Field(default=_POSTERIOR.half_life, gt=0)
+    half_life_outcomes: float = Field(default=_POSTERIOR.half_life_outcomes, ge=0)
+    max_half_life: float = Field(default=_POSTERIOR.max_half_life, gt=0)
     #: at least the detector's minimum of recent outcomes, which an alert needs
     detector_window: int = Field(default=_DETECTOR.window, ge=_DETECTOR.min_recent, le=10_000)
     min_drop: float = Field(default=_DETECTOR.min_drop, gt=0, lt=1)
@@ -81,6 +86,15 @@ class WorkerSettings(OutrouteSettings):
     history: bool = _POSTERIOR.history
     alerts_webhook_url: str | None = Field(default=None, pattern=r"^(https?://\S+)?$")
     alerts_webhook_secret: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _half_lives_in_order(self) -> WorkerSettings:
+        if self.max_half_life < self.half_life:
+            raise ValueError(
+                f"max_half_life ({self.max_half_life:g} s) must be at least half_life "
+                f"({self.half_life:g} s): it bounds how slowly counted outcomes decay"
+            )
+        return self
 
     @property
     def alerts_group(self) -> str:

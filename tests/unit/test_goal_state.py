@@ -8,6 +8,7 @@ import random
 import pytest
 
 from schemas import JoinPosition, PolicySnapshot
+from stream_workers.local.simulation import bernoulli_stream
 from stream_workers.pipeline.join import Item, build_deltas
 from stream_workers.pipeline.posterior import DecayedBeta, GoalState, PosteriorConfig
 from stream_workers.pipeline.posterior.detectors import BetaDropDetector
@@ -97,13 +98,52 @@ def test_a_degradation_opens_one_alert_restarts_the_posterior_and_resolves() -> 
     assert 400 < int(opened.alert_id.split(".")[1]) <= 430
     assert opened.baseline_rate > 0.9
     assert opened.recent_rate < 0.8
-    # Resolving restarts the posterior from the recent window too: traffic comes back at once
-    # instead of waiting for the good outcomes to outweigh the bad ones. The outcomes after
-    # the one that resolved it are kept.
+    # Resolving restarts the posterior from the run of outcomes that showed the recovery (the
+    # last three of the degraded phase were good, then six of the recovery): traffic comes
+    # back at once instead of waiting for the good outcomes to outweigh the bad ones. The
+    # outcomes after the one that resolved it are kept.
+    resolved = alerts[1]
+    assert (resolved.alert_id, resolved.recent_n, resolved.recent_rate) == (
+        "g:a:resolved:0.505.505",
+        9,
+        1.0,
+    )
     posterior = state.paths["a"].posterior
-    resolved_at = int(alerts[1].alert_id.split(".")[1])
-    assert posterior.n == 50 + (len(events) - 1 - resolved_at)
-    assert posterior.mean > 0.85  # the window that resolved: 45 of 50 good
+    assert posterior.n == 9 + (len(events) - 1 - 505)
+    assert posterior.f == 0.0  # none of the degradation's failures
+
+
+def test_a_resolve_restarts_the_posterior_from_the_recovery_run() -> None:
+    # The routing benchmark's recovery, 0.98 -> 0.30 -> 0.98, flushed in deltas of 10: the
+    # posterior right after the resolve holds the eight outcomes that resolved it and the
+    # two still waiting for the detector (one failed), not the window's fifty, 34 of them
+    # failures (restarting from the window and those two gave a mean of 18 / 54 = 0.33).
+    events = [("a", r) for r in bernoulli_stream([0.98, 0.30, 0.98], [400, 100, 100], seed=11)]
+    state = GoalState("g")
+    for start in range(0, len(events), 10):
+        alerts = [a for d in deltas_for(events[start : start + 10], start) for a in state.apply(d)]
+        if any(a.state == "resolved" for a in alerts):
+            break
+    assert [(a.alert_id, a.recent_n) for a in alerts] == [("g:a:resolved:0.507.507", 8)]
+    posterior = state.paths["a"].posterior
+    pure = DecayedBeta(DAY)
+    pure.reset([(r, 1000.0 + i) for i, (_, r) in enumerate(events[500:510], 500)])
+    assert (posterior.n, posterior.alpha, posterior.beta) == (10, pure.alpha, pure.beta)
+    assert posterior.mean > 0.83  # 10 / 12
+    assert state.snapshot(0).paths["a"].status == "healthy"
+
+
+def test_a_checkpoint_of_the_previous_version_resolves_the_open_alert() -> None:
+    # Saved mid-alert by a detector without the recovery test: it starts one on loading.
+    events = [("a", r) for r in bernoulli_stream([0.98, 0.30, 0.98], [400, 100, 100], seed=11)]
+    deltas = [d for s in range(0, len(events), 50) for d in deltas_for(events[s : s + 50], s)]
+    resumed = GoalState("g")
+    alerts = [a for d in deltas[:9] for a in resumed.apply(d)]
+    saved = json.loads(json.dumps(resumed.to_json()))
+    del saved["paths"]["a"]["detector"]["recovery"]
+    resumed = GoalState.from_json(saved, PosteriorConfig())
+    alerts += [a for d in deltas[9:] for a in resumed.apply(d)]
+    assert [a.alert_id for a in alerts] == ["g:a:open:0.422.422", "g:a:resolved:0.506.506"]
 
 
 def test_statuses() -> None:

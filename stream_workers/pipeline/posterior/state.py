@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from schemas import DegradationAlert, PathDelta, PathStats, PathStatus, PolicySnapshot
 from schemas.policy import MIN_SAMPLES, STALENESS
-from stream_workers.pipeline.posterior.decayed import HALF_LIFE, DecayedBeta
+from stream_workers.pipeline.posterior.decayed import (
+    HALF_LIFE,
+    HALF_LIFE_OUTCOMES,
+    MAX_HALF_LIFE,
+    DecayedBeta,
+)
 from stream_workers.pipeline.posterior.detectors import (
     BetaDropDetector,
     Detector,
@@ -44,12 +49,16 @@ class PosteriorConfig:
     """
 
     half_life: float = HALF_LIFE
+    #: ... or this many newer outcomes of the path, whichever is later (0: by time alone),
+    #: and ``max_half_life`` at the latest (``DecayedBeta``)
+    half_life_outcomes: float = HALF_LIFE_OUTCOMES
+    max_half_life: float = MAX_HALF_LIFE
     min_samples: int = MIN_SAMPLES
     staleness: float = STALENESS
     #: partitions of the input topics, where deltas come from: once every one has sent a goal
     #: deltas, its detectors wait for the slowest active one instead of a fixed lag
     source_partitions: int | None = None
-    #: makes each path's detector, given ``half_life``
+    #: makes each path's detector, given the three half-lives
     detector: DetectorFactory = BetaDropDetector
     #: keep per-path sums in event-time buckets for the dashboard (``history``)
     history: bool = True
@@ -117,9 +126,13 @@ class GoalState:
     def _path(self, name: str) -> _Path:
         state = self.paths.get(name)
         if state is None:
-            half_life = self.config.half_life
+            config = self.config
+            decay = (config.half_life, config.half_life_outcomes, config.max_half_life)
             state = self.paths[name] = _Path(
-                DecayedBeta(half_life), self.config.detector(half_life=half_life)
+                DecayedBeta(decay[0], half_life_outcomes=decay[1], max_half_life=decay[2]),
+                config.detector(
+                    half_life=decay[0], half_life_outcomes=decay[1], max_half_life=decay[2]
+                ),
             )
         return state
 
@@ -183,11 +196,12 @@ class GoalState:
                 if change is None:
                     continue
                 # On open, traffic must leave the path within dozens of requests; on resolve,
-                # come back as fast: either way the posterior restarts from the recent window,
-                # the outcomes that showed the change, and those still waiting here (already
-                # in the posterior, not yet seen by the detector: newer still).
+                # come back as fast: either way the posterior restarts from the outcomes that
+                # showed the change (on open the recent window, on resolve the recovery, not
+                # the bad outcomes before it), and those still waiting here (already in the
+                # posterior, not yet seen by the detector: newer still).
                 pending = [(r, t) for t, _, r, _, _ in waiting]
-                state.posterior.reset(state.detector.recent() + pending)
+                state.posterior.reset(state.detector.restart_from() + pending)
                 alerts.append(self._alert(name, state.detector.name, change, trigger, at))
         return alerts
 

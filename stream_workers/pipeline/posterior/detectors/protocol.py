@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from stream_workers.pipeline.posterior.decayed import HALF_LIFE_OUTCOMES, MAX_HALF_LIFE
+
 __all__ = ["Detector", "DetectorFactory", "Transition"]
 
 
@@ -23,9 +25,10 @@ class Transition:
 class Detector(Protocol):
     """One per (goal, path), fed that path's outcomes in event-time order.
 
-    ``GoalState`` feeds it with ``update``, restarts the path's posterior from ``recent()``
-    when it returns a transition, reports ``is_open``, ``recent_n`` and ``baseline_rate`` in
-    each snapshot, and checkpoints it with ``to_json`` / ``load_json``.
+    ``GoalState`` feeds it with ``update``, restarts the path's posterior from
+    ``restart_from()`` when it returns a transition, reports ``is_open``, ``recent_n``,
+    ``recent()`` and ``baseline_rate`` in each snapshot, and checkpoints it with ``to_json`` /
+    ``load_json``.
     """
 
     @property
@@ -50,6 +53,10 @@ class Detector(Protocol):
     def recent(self) -> list[tuple[float, float]]:
         """The recent window as (reward, event_time), oldest first."""
 
+    def restart_from(self) -> list[tuple[float, float]]:
+        """Right after a transition: the outcomes that showed it, as (reward, event_time),
+        oldest first; the path's posterior restarts from them."""
+
     def to_json(self) -> dict[str, Any]:
         """The detector's state (not its configuration), as JSON-compatible values."""
 
@@ -58,6 +65,13 @@ class Detector(Protocol):
 
 
 class DetectorFactory(Protocol):
-    """Makes the detector of a new path; ``half_life`` is the posterior's, in seconds."""
+    """Makes the detector of a new path, given the posterior's decay (``DecayedBeta``):
+    ``half_life`` and ``max_half_life`` in seconds, ``half_life_outcomes`` in outcomes."""
 
-    def __call__(self, *, half_life: float) -> Detector: ...
+    def __call__(
+        self,
+        *,
+        half_life: float,
+        half_life_outcomes: float = HALF_LIFE_OUTCOMES,
+        max_half_life: float = MAX_HALF_LIFE,
+    ) -> Detector: ...
