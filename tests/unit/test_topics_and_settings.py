@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from schemas import OutrouteSettings, RedisKeys, Topics, redact_url
 from stream_workers import TopicLayoutError, WorkerSettings, check_copartitioned
+from stream_workers.pipeline.posterior import PosteriorConfig
 
 
 def test_topic_names_keys_and_partitions() -> None:
@@ -171,3 +172,30 @@ def test_a_detector_window_too_small_for_an_alert_is_refused_at_start() -> None:
     assert error["loc"][0] == "detector_window"
     assert "greater than or equal to 20" in error["msg"]
     assert WorkerSettings(detector_window=20).detector_window == 20
+
+
+def test_the_half_lives_come_from_the_environment_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HALF_LIFE", "HALF_LIFE_OUTCOMES", "MAX_HALF_LIFE"):
+        monkeypatch.delenv(f"OUTROUTE_{name}", raising=False)
+    defaults = WorkerSettings.from_env()
+    assert (defaults.half_life, defaults.half_life_outcomes, defaults.max_half_life) == (
+        86400.0,
+        100.0,
+        604800.0,
+    )
+    monkeypatch.setenv("OUTROUTE_HALF_LIFE_OUTCOMES", "0")  # by time alone
+    monkeypatch.setenv("OUTROUTE_MAX_HALF_LIFE", "172800")
+    settings = WorkerSettings.from_env()
+    assert (settings.half_life_outcomes, settings.max_half_life) == (0.0, 172800.0)
+    config = PosteriorConfig.from_settings(settings)
+    assert (config.half_life_outcomes, config.max_half_life) == (0.0, 172800.0)
+    # The longest half-life bounds how slowly counted outcomes decay: never under half_life.
+    assert WorkerSettings(half_life=172800, max_half_life=172800).max_half_life == 172800
+    with pytest.raises(ValidationError) as info:
+        WorkerSettings.from_env(half_life=259200)
+    assert "max_half_life (172800 s) must be at least half_life (259200 s)" in str(info.value)
+    with pytest.raises(ValidationError) as info:
+        WorkerSettings(half_life_outcomes=-1)
+    error = info.value.errors()[0]
+    assert error["loc"][0] == "half_life_outcomes"
+    assert "greater than or equal to 0" in error["msg"]
