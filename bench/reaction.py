@@ -4,15 +4,15 @@ leaves, with one and with four SDK processes, at 100 and 2,000 requests/s.
     .venv/bin/python bench/reaction.py                 # 1 and 4 processes x 100 and 2,000/s
     .venv/bin/python bench/reaction.py --processes 1 --rates 100 --seconds 6
 
-A fresh embedded broker, Redis and one `outroute worker`. Each SDK process routes 30 goals
-(one Router each, as a service with many goals would): the watched goal at --rates / P
-requests/s per process, the other 29 at --background requests/s each, so the process's
-policy feed and the worker carry more than one goal's traffic. The watched goal's paths:
-model-a 0.95, model-b 0.85, model-c 0.70; after --warmup seconds model-a drops to 0.30 in
-every process at the same wall-clock moment. Each process records its watched decisions
-(time, path); merged in time order they give, from the first decision after the drop:
-requests until the next 20 send model-a under 20 %, and model-a's outcomes until the end of
-those 20.
+A fresh embedded broker, Redis and one `outroute worker` per (processes, rate). Each SDK
+process routes 30 goals (one Router each, as a service with many goals would): the watched
+goal at --rates / P requests/s per process, the other 29 at --background requests/s each,
+so the process's policy feed and the worker carry more than one goal's traffic. The
+watched goal's paths: model-a 0.95, model-b 0.85, model-c 0.70; after --warmup seconds
+model-a drops to 0.30 in every process at the same wall-clock moment. Each process records
+its watched decisions (time, path); merged in time order they give, from the first
+decision after the drop: requests until the next 20 send model-a under 20 %, and model-a's
+outcomes until the end of those 20.
 
 The baseline in the same run: the same with ``SamplingParams(local_outcomes=False)``,
 where only the pipeline (SDK -> Kafka -> join -> posterior -> Redis) moves traffic.
@@ -76,7 +76,8 @@ def drive(spec: dict[str, Any]) -> dict[str, Any]:
     rng = random.Random(spec["seed"])
     start, drop, end = spec["start"], spec["drop"], spec["end"]
     rate, bg_rate = spec["rate"], spec["background"]
-    done = bg_done = 0
+    done = bg_done = fallbacks = 0
+    worst = 0.0
     records: list[tuple[float, str]] = []
     try:
         for router in (watched, *background):
@@ -87,10 +88,12 @@ def drive(spec: dict[str, Any]) -> dict[str, Any]:
             due = int((now - start) * rate) - done
             bg_due = int((now - start) * bg_rate * len(background)) - bg_done
             if due <= 0 and bg_due <= 0:
-                time.sleep(0.0005)
+                time.sleep(0.001)
                 continue
+            worst = max(worst, (due - 1) / rate)  # how far behind its pace the process is
             for _ in range(max(0, due)):
                 decision = watched.decide()
+                fallbacks += decision.reason == "fallback"
                 at = time.time()
                 p = RATES[decision.path] if decision.path != "model-a" or at < drop else 0.30
                 decision.report(rng.random() < p)
@@ -105,14 +108,14 @@ def drive(spec: dict[str, Any]) -> dict[str, Any]:
         for router in (watched, *background):
             router.close(timeout=10)
         sink.close(10)
-    return {"records": records, "lag": max(0.0, time.time() - end)}
+    return {"records": records, "lag": worst, "fallbacks": fallbacks}
 
 
 def run(
     settings: WorkerSettings, processes: int, rate: float, local: bool, args: argparse.Namespace
 ) -> dict[str, Any]:
     goal = f"react-{processes}p-{int(rate)}-{'local' if local else 'pipeline'}"
-    start = time.time() + 3.0  # every process started and loaded by then
+    start = time.time() + 3.0 + processes  # every process started and loaded by then
     spec = {
         "settings": {
             "bootstrap_servers": settings.bootstrap_servers,
@@ -138,11 +141,16 @@ def run(
         for k in range(processes)
     ]
     records: list[tuple[float, str]] = []
+    lag = 0.0
+    fallbacks = 0
     for child in children:
         out, _ = child.communicate(timeout=120 + args.warmup + args.seconds)
         if child.returncode != 0:
             raise SystemExit(f"an SDK process failed ({goal}); see its output above")
-        records.extend((at, path) for at, path in json.loads(out)["records"])
+        result = json.loads(out)
+        records.extend((at, path) for at, path in result["records"])
+        lag = max(lag, result["lag"])
+        fallbacks += result["fallbacks"]
     records.sort()
     paths = [path for _, path in records]
     since = next((k for k, (at, _) in enumerate(records) if at >= spec["drop"]), None)
@@ -159,6 +167,8 @@ def run(
         "left": left,
         "outcomes": outcomes,
         "decisions": len(paths),
+        "lag": lag,
+        "fallbacks": fallbacks,
     }
 
 
@@ -166,9 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--processes", default="1,4", help="SDK process counts (default 1,4)")
     parser.add_argument("--rates", default="100,2000", help="watched goal's requests/s, total")
-    parser.add_argument("--background", type=float, default=5.0, help="requests/s per other goal")
-    parser.add_argument("--warmup", type=float, default=12.0, help="seconds before the drop")
+    parser.add_argument("--background", type=float, default=2.0, help="requests/s per other goal")
+    parser.add_argument("--warmup", type=float, default=15.0, help="seconds before the drop")
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds after the drop")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--drive", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.drive:
@@ -183,26 +194,29 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--processes >= 1, --rates > 0, --warmup >= 3 and --seconds >= 2")
     console = Console(width=160) if not sys.stdout.isatty() else Console()
     rows: list[dict[str, Any]] = []
-    with LocalStack() as stack:
-        settings = WorkerSettings.from_env(
-            bootstrap_servers=stack.bootstrap_servers,
-            redis_url=stack.redis_url,
-            partitions=4,
-            redis_key_prefix=f"outroute-bench-reaction-{os.getpid()}",
-        )
-        create_topics(settings)
-        worker = start_worker(settings)
-        try:
-            for processes in counts:
-                for rate in rates:
+    for processes in counts:
+        for rate in rates:
+            # A fresh broker and worker per pair: the embedded broker slows down as stored
+            # batches pile up (BENCHMARKS.md, "The embedded broker alone"), and a worker
+            # behind on a previous run's traffic would publish this run's snapshots late.
+            with LocalStack() as stack:
+                settings = WorkerSettings.from_env(
+                    bootstrap_servers=stack.bootstrap_servers,
+                    redis_url=stack.redis_url,
+                    partitions=4,
+                    redis_key_prefix=f"outroute-bench-reaction-{os.getpid()}-{len(rows)}",
+                )
+                create_topics(settings)
+                worker = start_worker(settings)
+                try:
                     for local in (True, False):
                         what = "local outcomes" if local else "pipeline only"
                         console.print(f"{processes} process(es), {rate:g}/s, {what} ...")
                         rows.append(run(settings, processes, rate, local, args))
                         if not worker.alive():
                             raise SystemExit(f"the worker exited:\n{worker.log_tail()}")
-        finally:
-            worker.stop()
+                finally:
+                    worker.stop()
     table = Table(title="Traffic leaving a path that drops 0.95 -> 0.30 (30 goals per process)")
     for column in (
         "SDK processes",
@@ -211,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         "model-a share before",
         "requests until <20 % of the next 20",
         "its outcomes until then",
+        "worst lag s",
+        "fallback decisions",
     ):
         table.add_column(column, justify="right")
     for row in rows:
@@ -221,8 +237,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['share_before']:.0%}",
             "never" if row["left"] is None else f"{row['left']:,}",
             "-" if row["outcomes"] is None else f"{row['outcomes']:,}",
+            f"{row['lag']:.2f}",
+            f"{row['fallbacks']:,}",
         )
     console.print(table)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
     seen = [r["outcomes"] for r in rows if r["local"] and r["outcomes"] is not None]
     if seen:
         console.print(f"median outcomes on the dropped path: {statistics.median(seen):g}")

@@ -186,6 +186,13 @@ def summarize(scenario: Scenario, runs: list[Run]) -> dict[str, Any]:
     """Per policy: per-phase success, overall, regret against the oracle, cost, latency,
     and how fast traffic left / came back to the watched path."""
     out: dict[str, Any] = {"scenario": scenario.name, "description": scenario.description}
+    # the phase where the watched path goes bad, and whether it drops at once (two knots at
+    # one fraction) or slides (the leave target is for sudden drops)
+    knots = [f for f, _ in scenario.path(scenario.watch).rates]
+    out["degraded_from"] = next(
+        (name for name, at in scenario.phases if at == scenario.degrade_at), None
+    )
+    out["sudden"] = scenario.degrade_at is not None and knots.count(scenario.degrade_at) > 1
     policies: dict[str, Any] = {}
     for policy in POLICIES:
         row: dict[str, Any] = {"phases": {}}
@@ -343,7 +350,11 @@ def verdict(summaries: list[dict[str, Any]], lag: float) -> list[str]:
     for summary in summaries:
         rows = summary["policies"]
         ours_row, oracle_row = rows["outroute"], rows["oracle"]
-        phases = ["degraded"] if "degraded" in ours_row["phases"] else []
+        # every phase from the degradation on, but a recovered one
+        names = list(ours_row["phases"])
+        start = summary.get("degraded_from")
+        phases = names[names.index(start) :] if start in names else []
+        phases = [name for name in phases if name not in ("recovered", "after")]
         gap = DEGRADED_GAP
         if summary["scenario"] == "stationary":
             phases, gap = list(ours_row["phases"]), STATIONARY_GAP
@@ -357,7 +368,7 @@ def verdict(summaries: list[dict[str, Any]], lag: float) -> list[str]:
                 f"{'met' if met else 'MISSED'})"
             )
         left = [v for v in ours_row.get("leave_outcomes") or [] if v is not None]
-        if ours_row.get("leave_outcomes") is not None:
+        if ours_row.get("leave_outcomes") is not None and summary.get("sudden", True):
             median = statistics.median(left) if left else math.inf
             checks.append(
                 f"left after {median:.0f} of its outcomes (<= {LEAVE_OUTCOMES}: "
