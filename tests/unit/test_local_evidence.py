@@ -149,19 +149,24 @@ def router(**sampling: object) -> Router:
     )
 
 
+def serve(r: Router, requests: int = 400) -> list[str]:
+    """``requests`` decisions of ``r`` after "a" dropped to 0.3 ("b" at 0.9), reported."""
+    r.start()
+    rng = random.Random(11)
+    paths = []
+    for _ in range(requests):
+        d = r.decide()
+        paths.append(d.path)
+        d.report(rng.random() < (0.3 if d.path == "a" else 0.9))
+    return paths
+
+
 def test_a_router_leaves_a_path_on_its_own_outcomes_before_any_snapshot_says_so() -> None:
     """ "a" (0.95 in the snapshot) fails from now on; the snapshot never changes. The router
     sees it in its own outcomes and sends "a" only recovery probes after a few failures."""
     r = router()
     try:
-        r.start()
-        rng = random.Random(11)
-        paths = []
-        for _ in range(400):
-            d = r.decide()
-            paths.append(d.path)
-            ok = rng.random() < (0.3 if d.path == "a" else 0.9)
-            d.report(ok)
+        paths = serve(r)
         on_a = [k for k, path in enumerate(paths) if path == "a"]
         # Four failures in its first four outcomes raise the alarm (decision 4); then
         # only probes: 3 % halving every 200 decisions, about 2 % of the last 300.
@@ -176,13 +181,7 @@ def test_a_router_leaves_a_path_on_its_own_outcomes_before_any_snapshot_says_so(
 def test_without_local_outcomes_the_router_waits_for_the_snapshot() -> None:
     r = router(local_outcomes=False)
     try:
-        r.start()
-        rng = random.Random(11)
-        paths = []
-        for _ in range(400):
-            d = r.decide()
-            paths.append(d.path)
-            d.report(rng.random() < (0.3 if d.path == "a" else 0.9))
+        paths = serve(r)
         # The snapshot's 0.95 over 1,000 outcomes outweighs 400 of them at 0.3.
         assert Counter(paths[100:])["a"] == 286
         assert r.get_policy().path("a").status == "healthy"
