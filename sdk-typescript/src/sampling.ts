@@ -46,7 +46,7 @@ const WINDOW_SD = 12.0;
  * The knobs of path selection (the rules above), and their defaults: 10 % exploration, 20
  * outcomes before a path is no longer cold, a tie margin of 5 points of success rate;
  * recovery probes of an alerted path from 3 % of decisions, halving every 200 decisions, down
- * to 1 %.
+ * to 1.5 %.
  */
 export interface SamplingParams {
   readonly explorationRate: number;
@@ -69,7 +69,7 @@ export const DEFAULT_SAMPLING: SamplingParams = Object.freeze({
   explorationRate: 0.1,
   minSamples: 20,
   tieMargin: 0.05,
-  recoveryProbeRate: 0.01,
+  recoveryProbeRate: 0.015,
   probeStart: 0.03,
   probeHalfLife: 200,
   localOutcomes: true,

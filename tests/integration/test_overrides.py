@@ -131,7 +131,11 @@ def test_disable_and_pin_reach_every_router_and_are_recorded(
     assert set(stored.disabled) == {"gpt-4o"}
     wait_until(lambda: following(routers, stored.version), timeout=BOUND, what="both routers")
     for router in routers:
-        assert {path for path, _ in chosen(router)} == {"claude-sonnet-4", "small-model"}
+        # gpt-4o gets nothing; small-model, which always failed, only while it is cold
+        # (exploration skips a path known to be worse than the tie set)
+        paths = {path for path, _ in chosen(router)}
+        assert "claude-sonnet-4" in paths
+        assert paths <= {"claude-sonnet-4", "small-model"}
         assert router.get_policy().path("gpt-4o").override is not None
 
     code, out, _ = run(["goal", "pin", GOAL, "small-model", "--for", "1h", "--json"], capsys)

@@ -28,7 +28,7 @@ STATIONARY = stream([0.90], [5000], seed=21)
 
 #: Each kind's exact (index, state) transitions on DROP.
 ALARMS: dict[str, list[tuple[int, str]]] = {
-    "beta-drop": [(428, "open"), (507, "resolved")],
+    "beta-drop": [(428, "open"), (516, "resolved")],
 }
 
 
@@ -113,18 +113,18 @@ RECOVERY = stream([0.98, 0.30, 0.98], [400, 100, 100], seed=11)
 
 def test_a_recovered_path_resolves_after_a_handful_of_outcomes() -> None:
     detector = BetaDropDetector(half_life=DAY)
-    assert transitions(detector, RECOVERY) == [(422, "open"), (507, "resolved")]
+    assert transitions(detector, RECOVERY) == [(422, "open"), (517, "resolved")]
     detector = BetaDropDetector(half_life=DAY)
-    changes = [detector.update(reward, float(i)) for i, reward in enumerate(RECOVERY[:508])]
-    opened, resolved = changes[422], changes[507]
+    changes = [detector.update(reward, float(i)) for i, reward in enumerate(RECOVERY[:518])]
+    opened, resolved = changes[422], changes[517]
     assert opened is not None
     assert resolved is not None
-    # The eight outcomes since the recovery at 500 resolved it: the run the alert reports,
-    # that the recent window is cut to and the posterior restarts from.
-    assert (resolved.recent_n, resolved.recent_rate) == (8, 1.0)
+    # The 18 outcomes since the recovery at 500 (two of them failures) resolved it: the run
+    # the alert reports, that the recent window is cut to and the posterior restarts from.
+    assert (resolved.recent_n, resolved.recent_rate) == (18, 16 / 18)
     assert resolved.baseline_rate == opened.baseline_rate  # the baseline frozen at open
     assert resolved.evidence >= 0.9999  # P(back) over the run, at least resolve_confidence
-    run = [(1.0, float(i)) for i in range(500, 508)]
+    run = [(RECOVERY[i], float(i)) for i in range(500, 518)]
     assert detector.restart_from() == detector.recent() == run
     assert not detector.is_open
 
@@ -166,7 +166,7 @@ def test_a_state_saved_before_the_recovery_test_opens_one_now() -> None:
     assert (resumed.is_open, rate) == (True, 0.36)
     # A test opened now: at zero, H0 the recent window's rate, nothing seen since.
     assert resumed.to_json()["recovery"] == [0.0, 0, rate, rate, 0.0, 0]
-    assert transitions(resumed, DROP[450:], start=450) == [(506, "resolved")]
+    assert transitions(resumed, DROP[450:], start=450) == [(511, "resolved")]
     # A closed detector's old state continues exactly.
     closed = BetaDropDetector(half_life=DAY)
     transitions(closed, DROP[:200])

@@ -99,24 +99,24 @@ def test_a_degradation_opens_one_alert_restarts_the_posterior_and_resolves() -> 
     assert opened.baseline_rate > 0.9
     assert opened.recent_rate < 0.8
     # Resolving restarts the posterior from the run of outcomes that showed the recovery (the
-    # last three of the degraded phase were good, then six of the recovery): traffic comes
+    # last three of the degraded phase were good, then nine of the recovery): traffic comes
     # back at once instead of waiting for the good outcomes to outweigh the bad ones. The
     # outcomes after the one that resolved it are kept.
     resolved = alerts[1]
     assert (resolved.alert_id, resolved.recent_n, resolved.recent_rate) == (
-        "g:a:resolved:0.505.505",
-        9,
+        "g:a:resolved:0.508.508",
+        12,
         1.0,
     )
     posterior = state.paths["a"].posterior
-    assert posterior.n == 9 + (len(events) - 1 - 505)
+    assert posterior.n == 12 + (len(events) - 1 - 508)
     assert posterior.f == 0.0  # none of the degradation's failures
 
 
 def test_a_resolve_restarts_the_posterior_from_the_recovery_run() -> None:
     # The routing benchmark's recovery, 0.98 -> 0.30 -> 0.98, flushed in deltas of 10: the
-    # posterior right after the resolve holds the eight outcomes that resolved it and the
-    # two still waiting for the detector (one failed), not the window's fifty, 34 of them
+    # posterior right after the resolve holds the 18 outcomes that resolved it (two failed)
+    # and the two still waiting for the detector, not the window's fifty, 34 of them
     # failures (restarting from the window and those two gave a mean of 18 / 54 = 0.33).
     events = [("a", r) for r in bernoulli_stream([0.98, 0.30, 0.98], [400, 100, 100], seed=11)]
     state = GoalState("g")
@@ -124,12 +124,12 @@ def test_a_resolve_restarts_the_posterior_from_the_recovery_run() -> None:
         alerts = [a for d in deltas_for(events[start : start + 10], start) for a in state.apply(d)]
         if any(a.state == "resolved" for a in alerts):
             break
-    assert [(a.alert_id, a.recent_n) for a in alerts] == [("g:a:resolved:0.507.507", 8)]
+    assert [(a.alert_id, a.recent_n) for a in alerts] == [("g:a:resolved:0.517.517", 18)]
     posterior = state.paths["a"].posterior
     pure = DecayedBeta(DAY)
-    pure.reset([(r, 1000.0 + i) for i, (_, r) in enumerate(events[500:510], 500)])
-    assert (posterior.n, posterior.alpha, posterior.beta) == (10, pure.alpha, pure.beta)
-    assert posterior.mean > 0.83  # 10 / 12
+    pure.reset([(r, 1000.0 + i) for i, (_, r) in enumerate(events[500:520], 500)])
+    assert (posterior.n, posterior.alpha, posterior.beta) == (20, pure.alpha, pure.beta)
+    assert posterior.mean > 0.86  # 19 / 22
     assert state.snapshot(0).paths["a"].status == "healthy"
 
 
@@ -143,7 +143,7 @@ def test_a_checkpoint_of_the_previous_version_resolves_the_open_alert() -> None:
     del saved["paths"]["a"]["detector"]["recovery"]
     resumed = GoalState.from_json(saved, PosteriorConfig())
     alerts += [a for d in deltas[9:] for a in resumed.apply(d)]
-    assert [a.alert_id for a in alerts] == ["g:a:open:0.422.422", "g:a:resolved:0.506.506"]
+    assert [a.alert_id for a in alerts] == ["g:a:open:0.422.422", "g:a:resolved:0.511.511"]
 
 
 def test_statuses() -> None:

@@ -108,8 +108,8 @@ def test_seeded_drop_and_recovery_exact_indices() -> None:
     rewards = stream([0.95, 0.30, 0.95], [400, 100, 200], seed=11)
     detector = BetaDropDetector()
     # The drop starts at 400 and the recovery at 500: resolved on the evidence of the
-    # outcomes since the alert (7 after the recovery), not once the window is clean (548).
-    assert transitions(detector, rewards) == [(428, "open"), (507, "resolved")]
+    # outcomes since the alert (16 after the recovery), not once the window is clean (548).
+    assert transitions(detector, rewards) == [(428, "open"), (516, "resolved")]
     window_only = BetaDropDetector(resolve_confidence=None)
     assert transitions(window_only, rewards) == [(428, "open"), (548, "resolved")]
 

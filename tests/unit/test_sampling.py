@@ -330,7 +330,7 @@ def test_defaults_are_the_shared_thresholds() -> None:
     assert (params.exploration_rate, params.tie_margin, params.recovery_probe_rate) == (
         0.1,
         0.05,
-        0.01,
+        0.015,
     )
 
 

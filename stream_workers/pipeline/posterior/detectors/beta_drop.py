@@ -15,7 +15,8 @@ An open alert resolves in one of two ways, whichever comes first:
 
 - on evidence, a one-sided CUSUM over the outcomes since it opened: the log-likelihood ratio
   of H1 "back", the frozen baseline's rate minus ``min_drop / 2``, against H0 "still
-  degraded", the rate of the outcomes since open (the mean of Beta(1 + s, 1 + f)), re-read
+  degraded", the rate of the outcomes since open read two standard deviations above the mean
+  of Beta(1 + s, 1 + f) (a handful of failures must not put it far under the truth), re-read
   whenever the statistic is at zero and never above the recent rate at open; both clipped
   into [0.01, 0.99], and the test is off when H1 is not ``min_drop / 4`` above H0. It
   resolves when the probability of H1 over the current run (the outcomes since the statistic
@@ -31,17 +32,19 @@ The resolve's ``evidence`` is that probability of H1 (0.5 with the test off).
 
 Why H0 is re-read: the window at open still holds outcomes from before the drop (its rate is
 ~0.65 when a 0.98 -> 0.30 drop opens), and against that H0 a recovery needed a median of 29
-outcomes at the same threshold. Why 0.9999: by Ville's inequality a run reaches the
-threshold with probability at most (1 - c) / c when the true rate is at or below H0, and each
-outcome starts at most one run, so a path that stays degraded resolves falsely at most about
-once per 10,000 outcomes (the open side's target). Measured (``bench/detector.py``, 200 seeds
-for delays, 30 x 10,000 outcomes for false resolves): a 0.98 -> 0.30 -> 0.98 path resolves a
-median of 7 outcomes after its recovery (p90 11, range 1-30; the window rule alone: 46),
-while false resolves of a path that stays at 0.30 / 0.60 / 0.10 are 0.30 / 0.53 / 0.20 per
-10,000 outcomes (0.999 gave a median of 5 outcomes but 3.0 / 4.3 / 3.5 false resolves, over
-100 seeds and 10 x 10,000). What the speed costs: a recovery only part-way is nearer H1 than
-H0 in likelihood and resolves too, 0.30 -> 0.80 after a median of 16 outcomes (the window
-rule: never, in 161 of 200 runs), and then opens again in 18 of 198 runs.
+outcomes at the same threshold. Why two standard deviations above the mean: read at the mean,
+three failures right after the alert read as a rate of 0.2 where it was 0.4, and six lucky
+successes resolved it (5 % of 200 seeded runs of a 0.90 -> 0.40 drop, within 150 outcomes;
+none of 400 this way). Why 0.9999: by Ville's inequality a run reaches the threshold with
+probability at most (1 - c) / c when the true rate is at or below H0, and each outcome
+starts at most one run, so a path that stays degraded resolves falsely at most about once
+per 10,000 outcomes (the open side's target). Measured (``bench/detector.py``, 200 seeds for
+delays, 30 x 10,000 outcomes for false resolves): a 0.98 -> 0.30 -> 0.98 path resolves a
+median of 13 outcomes after its recovery (p90 23; the window rule alone: 46), while false
+resolves of a path that stays at 0.30 / 0.60 / 0.10 are 0.13 / 0.17 / 0.13 per 10,000
+outcomes. What the speed costs: a recovery only part-way is nearer H1 than H0 in likelihood
+and resolves too, 0.30 -> 0.80 after a median of 33 outcomes (the window rule: never, in 161
+of 200 runs).
 """
 
 from __future__ import annotations
@@ -67,6 +70,16 @@ def _clip(rate: float) -> float:
     return min(0.99, max(0.01, rate))
 
 
+def _upper(successes: float, n: int) -> float:
+    """Two standard deviations above the mean of Beta(1 + successes, 1 + n - successes): a
+    rate since the alert opened that a handful of outcomes cannot put far below the truth
+    (as the mean alone did: three failures read as a rate of 0.2 where it was 0.4, and six
+    lucky successes then resolved it)."""
+    a, b = 1.0 + successes, 1.0 + n - successes
+    total = a + b
+    return a / total + 2.0 * math.sqrt(a * b / (total * total * (total + 1.0)))
+
+
 @dataclass(slots=True)
 class _RecoveryTest:
     """The CUSUM that resolves an open alert: the log-likelihood ratio of ``back`` (H1)
@@ -90,7 +103,7 @@ class _RecoveryTest:
             self.run += 1
         else:  # H0 is re-read only here, so that it is fixed within a run (Ville's bound)
             self.run = 0
-            self.degraded = min(self.ceiling, _clip((1.0 + self.seen) / (2.0 + self.seen_n)))
+            self.degraded = min(self.ceiling, _clip(_upper(self.seen, self.seen_n)))
 
     @property
     def probability(self) -> float:
