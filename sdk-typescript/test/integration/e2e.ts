@@ -2,7 +2,8 @@
  * Cross-language: this SDK emits, the Python worker joins and publishes snapshots, and this
  * SDK's next decisions follow them. Two paths succeed 90% of the time; after WARMUP decisions
  * "fading" drops to 10%. Decisions go on (each reported at once) until fading's share of the
- * last WINDOW decisions is below MAX_SHARE, or LIMIT seconds pass (a failure).
+ * last WINDOW decisions is below MAX_SHARE, or LIMIT seconds pass (a failure). LOCAL_OUTCOMES=0
+ * leaves the router's own outcomes out, so that only the workers' snapshots can move traffic.
  */
 
 import { Router } from "../../src/index.js";
@@ -12,7 +13,14 @@ const warmup = number("WARMUP", 400);
 const window = number("WINDOW", 300);
 const maxShare = number("MAX_SHARE", 0.15);
 const limit = number("LIMIT", 120);
-const router = Router.fromEnv({ goal: "ts-e2e", paths: ["steady", "fading"], seed: 17, cache: { pollIntervalMs: 200 } });
+const localOutcomes = number("LOCAL_OUTCOMES", 1) !== 0;
+const router = Router.fromEnv({
+  goal: "ts-e2e",
+  paths: ["steady", "fading"],
+  seed: 17,
+  localOutcomes,
+  cache: { pollIntervalMs: 200 },
+});
 await router.start(10_000);
 
 let random = 12345;
