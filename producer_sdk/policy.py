@@ -2,7 +2,7 @@
 read-only views of them.
 
 Overrides (``schemas.overrides``) act on top of the sampling rules, with the entries in force
-at compile time (the policy thread compiles again when the earliest one ends):
+at compile time (the policy feed compiles again when the earliest one ends):
 
 - a pinned path that the router offers is the choice of every decision (reason ``override``);
 - disabled paths are left out of every other choice: the sampling rules run over the paths

@@ -168,12 +168,12 @@ class Router:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self, wait: float | None = None) -> Router:
-        """Start the policy thread and wait (at most ``wait``, default ``init_wait`` seconds)
+        """Attach to the policy feed and wait (at most ``wait``, default ``init_wait`` seconds)
         for a first snapshot. ``decide()`` does this by itself on first use."""
         try:
             self._cache.start(wait)
         except RuntimeError as exc:  # cannot start a thread (interpreter shutting down)
-            self._warnings.warn("start", "cannot start the policy thread: %s", exc)
+            self._warnings.warn("start", "cannot start the policy feed: %s", exc)
         self._started = True
         return self
 
@@ -182,7 +182,7 @@ class Router:
         return self._sink.flush(timeout)
 
     def close(self, timeout: float = _FLUSH_TIMEOUT) -> int:
-        """Flush (bounded), stop the policy thread, close HTTP clients. Idempotent. Returns the
+        """Flush (bounded), detach from the policy feed, close HTTP clients. Idempotent. Returns the
         number of events left undelivered. An ``event_sink`` passed in is flushed, not closed:
         it may serve other routers."""
         if self._closed:
